@@ -1,0 +1,21 @@
+/* inbox.h - the receiving side of chat and chat5.
+ *
+ * Reads JSON from a connection and prints every chat message on it;
+ * anything else is skipped with a log line. */
+#ifndef INBOX_H
+#define INBOX_H
+
+#include <json-c/json.h>
+
+#include "listener.h"
+
+/* A listener handler: prints the chat messages arriving on c. */
+void inbox_serve(struct conn *c, void *arg);
+
+/* Prints obj if it is a chat message, else logs it; `from` names the
+ * sender for the log, and complaints counts its bad messages
+ * (log_budget).  Always returns 0 (the connection stays). */
+int inbox_value(const char *from, unsigned *complaints,
+		struct json_object *obj);
+
+#endif

@@ -1,0 +1,43 @@
+/* net.h - socket setup and byte-level I/O shared by all three programs. */
+#ifndef NET_H
+#define NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* Opens a listening TCP socket on host:port with SO_REUSEADDR.  host NULL
+ * means every address: an IPv6 dual-stack socket where the system has IPv6,
+ * else IPv4.  Returns the descriptor, or -1 with errno set and *what naming
+ * the failing step ("socket", "bind", ...). */
+int net_listen(const char *host, uint16_t port, const char **what);
+
+/* The port a bound socket actually got (for PORT 0). */
+uint16_t net_local_port(int fd);
+
+/* Connects to host:port, trying every address getaddrinfo returns, each
+ * for at most timeout_ms.  Returns a blocking descriptor with TCP_NODELAY,
+ * or -1 with a reason written to err. */
+int net_connect(const char *host, uint16_t port, int timeout_ms,
+		char *err, size_t errsz);
+
+/* Writes all of buf (MSG_NOSIGNAL, retries EINTR and short writes).
+ * Returns 0, or -1 with errno set. */
+int net_write_all(int fd, const void *buf, size_t len);
+
+/* writev() until every iovec is written; modifies iov.  0 or -1. */
+int net_writev_all(int fd, struct iovec *iov, int iovcnt);
+
+/* Whether the other side has closed a connection we only write to: 1 if
+ * an EOF or error is pending, 0 if not.  Data the peer sent us is
+ * discarded.  Used before each write so that a restarted peer's old
+ * connection is noticed instead of swallowing the next message. */
+int net_peer_closed(int fd);
+
+/* Sends our FIN, then waits up to timeout_ms for the peer's EOF
+ * before closing, so our last bytes are not destroyed by a reset. */
+void net_close_gracefully(int fd, int timeout_ms);
+
+int net_set_nonblocking(int fd, int on);
+
+#endif
