@@ -35,6 +35,12 @@ int addr_parse_port(const char *s, int allow_zero, uint16_t *port,
 int addr_split(const char *hostport, char *host, size_t hostsz,
 	       uint16_t *port, const char **why)
 {
+	return addr_split_ex(hostport, host, hostsz, port, 0, why);
+}
+
+int addr_split_ex(const char *hostport, char *host, size_t hostsz,
+		  uint16_t *port, int allow_zero, const char **why)
+{
 	const char *h = hostport, *colon;
 	size_t hlen;
 
@@ -68,7 +74,7 @@ int addr_split(const char *hostport, char *host, size_t hostsz,
 		*why = "host name too long";
 		return -1;
 	}
-	if (addr_parse_port(colon + 1, 0, port, why) < 0)
+	if (addr_parse_port(colon + 1, allow_zero, port, why) < 0)
 		return -1;
 	memcpy(host, h, hlen);
 	host[hlen] = '\0';

@@ -23,6 +23,9 @@ int addr_parse_port(const char *s, int allow_zero, uint16_t *port,
  * (":5001") is allowed and yields "".  Returns 0, or -1 with *why set. */
 int addr_split(const char *hostport, char *host, size_t hostsz,
 	       uint16_t *port, const char **why);
+/* The same, with port 0 allowed when allow_zero (a port to listen on). */
+int addr_split_ex(const char *hostport, char *host, size_t hostsz,
+		  uint16_t *port, int allow_zero, const char **why);
 
 /* Formats a socket address as "IP:PORT" or "[IPv6]:PORT"; an IPv4-mapped
  * IPv6 address is printed as plain IPv4.  Returns 0, or -1. */

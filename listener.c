@@ -158,6 +158,7 @@ static void *worker_main(void *arg)
 	struct worker **pp;
 
 	l->handler(w->conn, l->arg);
+	atomic_store(&w->conn->ended, true);
 	/* Hand ourselves to the listener thread to be joined. */
 	lock(&l->lock);
 	for (pp = &l->live; *pp; pp = &(*pp)->next) {
@@ -202,6 +203,7 @@ static struct conn *conn_new(int fd, const struct sockaddr *sa)
 	c->fd = fd;
 	c->id = atomic_fetch_add(&next_conn_id, 1);
 	atomic_init(&c->refs, 1);
+	atomic_init(&c->ended, false);
 	if (addr_format(sa, c->peer, sizeof c->peer) < 0)
 		strcpy(c->peer, "?");
 	if (addr_format_ip(sa, c->peer_ip, sizeof c->peer_ip) < 0)

@@ -9,6 +9,7 @@
 #define LISTENER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,7 @@ struct conn {
 	char peer[ADDR_STRLEN];		/* "IP:PORT" of the remote end */
 	char peer_ip[ADDR_STRLEN];	/* the IP alone */
 	atomic_uint refs;
+	atomic_bool ended;		/* its reader has finished */
 	void *data;			/* for the handler */
 };
 

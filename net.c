@@ -168,7 +168,7 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, char *err,
 {
 	struct addrinfo hints, *res, *ai;
 	char portstr[8];
-	int fd = -1, rc, one = 1;
+	int fd = -1, rc, one = 1, saved = 0;
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -178,22 +178,26 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, char *err,
 	rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {
 		snprintf(err, errsz, "%s", rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		errno = EHOSTUNREACH;
 		return -1;
 	}
 	snprintf(err, errsz, "no usable address");
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 		if (fd < 0) {
+			saved = errno;
 			snprintf(err, errsz, "%s", strerror(errno));
 			continue;
 		}
 		if (connect_timeout(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0)
 			break;
+		saved = errno;
 		snprintf(err, errsz, "%s", strerror(errno));
 		close(fd);
 		fd = -1;
 	}
 	freeaddrinfo(res);
+	errno = saved;
 	/* Chat lines are small and interactive: send them at once. */
 	if (fd >= 0)
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);

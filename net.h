@@ -17,7 +17,8 @@ uint16_t net_local_port(int fd);
 
 /* Connects to host:port, trying every address getaddrinfo returns, each
  * for at most timeout_ms.  Returns a blocking descriptor with TCP_NODELAY,
- * or -1 with a reason written to err. */
+ * or -1 with a reason written to err and errno set (ECONNREFUSED when
+ * nothing listens there). */
 int net_connect(const char *host, uint16_t port, int timeout_ms,
 		char *err, size_t errsz);
 
