@@ -3,10 +3,13 @@
 #   make            install missing build packages, then build
 #   make check      install missing test packages, build, run every test
 #   make CC=clang   any compiler; CFLAGS, CPPFLAGS and LDFLAGS are honoured
+#   make O=DIR      build into DIR instead (objects, programs, unit tests),
+#                   e.g. make O=build/clang CC=clang programs
 
 VERSION  = 0.1.0
 CC      ?= cc
 CFLAGS  ?= -O2 -g
+O       ?= .
 WARNINGS = -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wstrict-prototypes \
            -Wmissing-prototypes -Wformat=2 -Wvla
 PKG_CONFIG ?= pkg-config
@@ -14,19 +17,20 @@ JSONC_CFLAGS = $(shell $(PKG_CONFIG) --cflags json-c 2>/dev/null)
 JSONC_LIBS   = $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c)
 CMOCKA_LIBS  = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
 
-ALL_CPPFLAGS = -D_POSIX_C_SOURCE=200809L -DVERSION='"$(VERSION)"' $(CPPFLAGS)
+ALL_CPPFLAGS = -D_POSIX_C_SOURCE=200809L -DVERSION='"$(VERSION)"' -I. $(CPPFLAGS)
 ALL_CFLAGS   = -std=c11 -pthread $(WARNINGS) $(JSONC_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS  = -pthread $(LDFLAGS)
 LDLIBS      += $(JSONC_LIBS)
 
 # Shared modules, in dependency order.
-CORE   = log.o thread.o msg.o addr.o sanitize.o proto.o jstream.o msgq.o net.o
-CLIENT = $(CORE) signals.o console.o listener.o inbox.o link.o
-SERVER = $(CORE) signals.o listener.o subs.o
-PROGRAMS = chat chat5 server5
+CORE   = log thread msg addr sanitize proto jstream msgq net
+CLIENT = $(CORE) signals console listener inbox link
+SERVER = $(CORE) signals listener subs
+PROGRAMS = $(O)/chat $(O)/chat5 $(O)/server5
+HEADERS = $(wildcard *.h)
 
-UNIT_TESTS = tests/unit/test_addr tests/unit/test_sanitize tests/unit/test_proto \
-             tests/unit/test_jstream tests/unit/test_msgq tests/unit/test_subs
+UNIT_NAMES = addr sanitize proto jstream msgq subs
+UNIT_TESTS = $(UNIT_NAMES:%=$(O)/tests/unit/test_%)
 
 .PHONY: all programs deps test-deps check unit e2e clean
 
@@ -41,28 +45,30 @@ deps:
 test-deps:
 	@sh scripts/deps.sh test
 
-chat: chat.o $(CLIENT)
-chat5: chat5.o $(CLIENT)
-server5: server5.o $(SERVER)
+$(O)/chat: $(O)/chat.o $(CLIENT:%=$(O)/%.o)
+$(O)/chat5: $(O)/chat5.o $(CLIENT:%=$(O)/%.o)
+$(O)/server5: $(O)/server5.o $(SERVER:%=$(O)/%.o)
 
 $(PROGRAMS):
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
 
-%.o: %.c $(wildcard *.h)
+$(O)/%.o: %.c $(HEADERS)
+	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
-tests/unit/test_addr: tests/unit/test_addr.o addr.o
-tests/unit/test_sanitize: tests/unit/test_sanitize.o sanitize.o
-tests/unit/test_proto: tests/unit/test_proto.o proto.o sanitize.o msg.o
-tests/unit/test_jstream: tests/unit/test_jstream.o jstream.o
-tests/unit/test_msgq: tests/unit/test_msgq.o msgq.o msg.o thread.o
-tests/unit/test_subs: tests/unit/test_subs.o subs.o msgq.o msg.o thread.o
+$(O)/tests/unit/test_addr: $(O)/addr.o
+$(O)/tests/unit/test_sanitize: $(O)/sanitize.o
+$(O)/tests/unit/test_proto: $(O)/proto.o $(O)/sanitize.o $(O)/msg.o
+$(O)/tests/unit/test_jstream: $(O)/jstream.o
+$(O)/tests/unit/test_msgq: $(O)/msgq.o $(O)/msg.o $(O)/thread.o
+$(O)/tests/unit/test_subs: $(O)/subs.o $(O)/addr.o $(O)/msgq.o $(O)/msg.o $(O)/thread.o
 
-$(UNIT_TESTS):
+$(UNIT_TESTS): $(O)/tests/unit/%: $(O)/tests/unit/%.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) $(LDLIBS)
 
-tests/unit/%.o: tests/unit/%.c $(wildcard *.h)
-	$(CC) $(ALL_CPPFLAGS) -I. $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+$(O)/tests/unit/%.o: tests/unit/%.c $(HEADERS)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
 
 check: test-deps
 	@$(MAKE) --no-print-directory programs $(UNIT_TESTS)
@@ -71,8 +77,11 @@ check: test-deps
 unit: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do echo "== $$t"; ./$$t || exit 1; done
 
+# The end-to-end suite runs against $(O)'s programs.
 e2e: programs
-	cd tests/e2e && pytest -q
+	cd tests/e2e && CHAT=$(abspath $(O))/chat CHAT5=$(abspath $(O))/chat5 \
+		SERVER5=$(abspath $(O))/server5 pytest -q
 
 clean:
-	rm -f *.o tests/unit/*.o $(PROGRAMS) $(UNIT_TESTS)
+	rm -f *.o tests/unit/*.o chat chat5 server5 $(UNIT_NAMES:%=tests/unit/test_%)
+	rm -rf build

@@ -143,13 +143,14 @@ int main(int argc, char **argv)
 	int opt, fd, sfd;
 
 	log_init(argv[0]);
+	opterr = 0;	/* our own message, prefixed like every other */
 	while ((opt = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'h': help(); break;
 		case 'q': log_set_level(LOG_QUIET); break;
 		case 'v': log_set_level(LOG_VERBOSE); break;
 		case 'V': printf("chat5 %s\n", VERSION); return 0;
-		default: fputs(usage_line, stderr); return 2;
+		default: usage_error("bad option or missing value: ", argv[optind - 1]);
 		}
 	}
 	argc -= optind;

@@ -26,6 +26,7 @@ const char *log_progname(void) { return progname; }
 
 /* Formats "prog: text\n" with network-derived text made harmless, and
  * writes it at once.  errno is preserved for the caller. */
+static void emit(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 static void emit(const char *fmt, va_list ap)
 {
 	char raw[1024], line[4096];
@@ -90,7 +91,7 @@ void log_die(int status, const char *fmt, ...)
 	exit(status);
 }
 
-#define LOG_BUDGET 10
+#define LOG_BUDGET 50
 
 bool log_budget(unsigned *count, const char *who)
 {

@@ -531,6 +531,7 @@ int main(int argc, char **argv)
 	int opt, fd;
 
 	log_init(argv[0]);
+	opterr = 0;	/* our own message, prefixed like every other */
 	srv.queue_msgs = 1000;
 	while ((opt = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
 		switch (opt) {
@@ -542,7 +543,7 @@ int main(int argc, char **argv)
 		case 'P': max_per_ip = count_arg("--max-per-ip", optarg); break;
 		case 'N': max_conns = count_arg("--max-conns", optarg); break;
 		case 'Q': srv.queue_msgs = count_arg("--queue-limit", optarg); break;
-		default: fputs(usage_line, stderr); return 2;
+		default: usage_error("bad option or missing value: ", argv[optind - 1]);
 		}
 	}
 	if (argc - optind != 1)
