@@ -211,6 +211,46 @@ static void test_split_small_buffer(void **state)
 	assert_int_equal(port, 80);
 }
 
+/* addr_split refuses port 0 (nothing can be connected to it);
+ * addr_split_ex allows it when asked (a port to listen on). */
+static void test_split_port_zero(void **state)
+{
+	(void)state;
+	char host[ADDR_HOSTLEN];
+	uint16_t port = 7;
+	const char *why = NULL;
+
+	split_bad("127.0.0.1:0");
+	split_bad(":0");
+	split_bad("[::1]:0");
+
+	assert_int_equal(addr_split_ex(":0", host, sizeof host, &port, 1, &why), 0);
+	assert_string_equal(host, "");
+	assert_int_equal(port, 0);
+	port = 7;
+	assert_int_equal(addr_split_ex("[::1]:0", host, sizeof host, &port, 1,
+				       &why), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 0);
+	assert_int_equal(addr_split_ex("localhost:5001", host, sizeof host,
+				       &port, 1, &why), 0);
+	assert_string_equal(host, "localhost");
+	assert_int_equal(port, 5001);
+
+	why = NULL;
+	assert_int_equal(addr_split_ex("127.0.0.1:0", host, sizeof host, &port,
+				       0, &why), -1);
+	assert_non_null(why);
+	why = NULL;
+	assert_int_equal(addr_split_ex("::1:0", host, sizeof host, &port, 1,
+				       &why), -1);
+	assert_non_null(why);
+	why = NULL;
+	assert_int_equal(addr_split_ex("host:65536", host, sizeof host, &port,
+				       1, &why), -1);
+	assert_non_null(why);
+}
+
 /* ---- addr_format / addr_format_ip ----------------------------------- */
 
 static struct sockaddr_in sin4(const char *ip, uint16_t port)
@@ -412,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_split_rejects),
 		cmocka_unit_test(test_split_long_host),
 		cmocka_unit_test(test_split_small_buffer),
+		cmocka_unit_test(test_split_port_zero),
 		cmocka_unit_test(test_format_ipv4),
 		cmocka_unit_test(test_format_ipv6),
 		cmocka_unit_test(test_format_v4mapped),
