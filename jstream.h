@@ -30,8 +30,8 @@ struct jstream *jstream_new(size_t max_value, int max_depth);
 void jstream_free(struct jstream *js);
 
 /* Feeds len bytes.  Returns 0, or -1 when the stream must end, with *why
- * set ("object larger than 65536 bytes", "nested too deeply", or the
- * handler's stop). */
+ * set ("object larger than 65536 bytes", "object nested too deeply", or
+ * "stopped by handler"); the text lives as long as js. */
 int jstream_feed(struct jstream *js, const char *buf, size_t len,
 		 const struct jstream_handler *h, const char **why);
 

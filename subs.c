@@ -199,7 +199,8 @@ struct sub **subs_take_all(struct subtable *t, size_t *n)
 	lock(&t->lock);
 	v = malloc((t->n ? t->n : 1) * sizeof *v);
 	if (v) {
-		memcpy(v, t->v, t->n * sizeof *v);
+		if (t->n)
+			memcpy(v, t->v, t->n * sizeof *v);
 		*n = t->n;
 		while (t->n > 0)
 			take(t, t->n - 1);

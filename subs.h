@@ -62,7 +62,8 @@ int subs_add(struct subtable *t, struct sub *s, struct sub **replaced,
  * reference) or NULL. */
 struct sub *subs_remove_addr(struct subtable *t, const char *addr);
 
-/* Takes s out if it is still listed; true if it was. */
+/* Takes s out if it is still listed and drops the table's reference (the
+ * caller's own stays); true if it was listed. */
 bool subs_remove(struct subtable *t, struct sub *s);
 
 /* Queues m to every subscriber except those that subscribed over the
