@@ -29,7 +29,7 @@
 #define EXIT_DRAIN_MS 5000		/* time to deliver what is queued at exit */
 
 static const char usage_line[] =
-	"usage: chat [-hqv] [--version] NAME PORT [HOST:PORT ...]\n";
+	"usage: chat [-hqv] [--version] [--bind ADDR] NAME PORT [HOST:PORT ...]\n";
 
 static void usage_error(const char *what, const char *why)
 {
@@ -46,6 +46,7 @@ static void help(void)
 	       "  NAME          your user name (1-64 bytes)\n"
 	       "  PORT          port to listen on (0: any free port)\n"
 	       "  HOST:PORT     a peer: 127.0.0.1:5002, localhost:5002, [::1]:5002\n"
+	       "  --bind ADDR   listen on this address only (e.g. 127.0.0.1)\n"
 	       "  -q, --quiet   only warnings on stderr\n"
 	       "  -v, --verbose also per-message detail on stderr\n"
 	       "  -h, --help    this help\n"
@@ -87,12 +88,14 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "bind", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct chat c = { 0 };
 	struct listener *lis;
 	struct timespec deadline;
-	const char *why, *what;
+	const char *why, *bind_addr = NULL;
+	char err[128];
 	uint16_t port;
 	size_t i;
 	int opt, fd;
@@ -105,6 +108,7 @@ int main(int argc, char **argv)
 		case 'q': log_set_level(LOG_QUIET); break;
 		case 'v': log_set_level(LOG_VERBOSE); break;
 		case 'V': printf("chat %s\n", VERSION); return 0;
+		case 'b': bind_addr = optarg; break;
 		default: usage_error("bad option or missing value: ", argv[optind - 1]);
 		}
 	}
@@ -146,9 +150,10 @@ int main(int argc, char **argv)
 
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
-	fd = net_listen(NULL, port, &what);
+	fd = net_listen(bind_addr, port, err, sizeof err);
 	if (fd < 0)
-		log_die(1, "cannot listen on port %u: %s", port, strerror(errno));
+		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
+			bind_addr ? " " : "", port, err);
 	port = net_local_port(fd);
 	lis = listener_start(&(struct listener_config){
 		.fd = fd, .max_conns = MAX_CONNS, .handler = inbox_serve });

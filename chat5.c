@@ -32,7 +32,7 @@
 #define EXIT_DRAIN_MS 5000
 
 static const char usage_line[] =
-	"usage: chat5 [-hqv] [--version] NAME PORT SERVER_HOST:PORT\n";
+	"usage: chat5 [-hqv] [--version] [--bind ADDR] NAME PORT SERVER_HOST:PORT\n";
 
 struct chat5 {
 	const char *name;
@@ -58,6 +58,7 @@ static void help(void)
 	       "  NAME              your user name (1-64 bytes)\n"
 	       "  PORT              port to listen on for deliveries (0: any free port)\n"
 	       "  SERVER_HOST:PORT  the relay: 127.0.0.1:9000, [::1]:9000\n"
+	       "  --bind ADDR       listen on this address only (e.g. 127.0.0.1)\n"
 	       "  -q, --quiet       only warnings on stderr\n"
 	       "  -v, --verbose     also per-message detail on stderr\n"
 	       "  -h, --help        this help\n"
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "bind", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct chat5 c = { 0 };
@@ -137,7 +139,7 @@ int main(int argc, char **argv)
 	struct listener *lis;
 	struct timespec deadline;
 	struct msg *sub;
-	const char *why, *what;
+	const char *why, *bind_addr = NULL;
 	uint16_t port, server_port;
 	uint64_t lost;
 	int opt, fd, sfd;
@@ -150,6 +152,7 @@ int main(int argc, char **argv)
 		case 'q': log_set_level(LOG_QUIET); break;
 		case 'v': log_set_level(LOG_VERBOSE); break;
 		case 'V': printf("chat5 %s\n", VERSION); return 0;
+		case 'b': bind_addr = optarg; break;
 		default: usage_error("bad option or missing value: ", argv[optind - 1]);
 		}
 	}
@@ -172,9 +175,10 @@ int main(int argc, char **argv)
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
 	/* Listen first, so the server can connect back at once. */
-	fd = net_listen(NULL, port, &what);
+	fd = net_listen(bind_addr, port, err, sizeof err);
 	if (fd < 0)
-		log_die(1, "cannot listen on port %u: %s", port, strerror(errno));
+		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
+			bind_addr ? " " : "", port, err);
 	c.port = net_local_port(fd);
 	lis = listener_start(&(struct listener_config){
 		.fd = fd, .max_conns = MAX_CONNS, .handler = inbox_serve });

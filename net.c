@@ -68,7 +68,7 @@ fail:
 	return -1;
 }
 
-int net_listen(const char *host, uint16_t port, const char **what)
+static int listen_any(const char *host, uint16_t port, const char **what)
 {
 	struct addrinfo hints, *res, *ai;
 	char portstr[8];
@@ -102,7 +102,7 @@ int net_listen(const char *host, uint16_t port, const char **what)
 	rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {
 		*what = gai_strerror(rc);
-		errno = EADDRNOTAVAIL;
+		errno = 0;
 		return -1;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
@@ -112,6 +112,16 @@ int net_listen(const char *host, uint16_t port, const char **what)
 			break;
 	}
 	freeaddrinfo(res);
+	return fd;
+}
+
+int net_listen(const char *host, uint16_t port, char *err, size_t errsz)
+{
+	const char *what = "listen";
+	int fd = listen_any(host, port, &what);
+
+	if (fd < 0)
+		snprintf(err, errsz, "%s", errno ? strerror(errno) : what);
 	return fd;
 }
 

@@ -8,9 +8,9 @@
 
 /* Opens a listening TCP socket on host:port with SO_REUSEADDR.  host NULL
  * means every address: an IPv6 dual-stack socket where the system has IPv6,
- * else IPv4.  Returns the descriptor, or -1 with errno set and *what naming
- * the failing step ("socket", "bind", ...). */
-int net_listen(const char *host, uint16_t port, const char **what);
+ * else IPv4.  Returns the descriptor, or -1 with the reason in err
+ * ("Address already in use"). */
+int net_listen(const char *host, uint16_t port, char *err, size_t errsz);
 
 /* The port a bound socket actually got (for PORT 0). */
 uint16_t net_local_port(int fd);

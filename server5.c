@@ -40,8 +40,9 @@
 #define QUEUE_BYTES (16u << 20)
 
 static const char usage_line[] =
-	"usage: server5 [-hqv] [--version] [--max-clients N] [--max-per-ip N]\n"
-	"               [--max-conns N] [--queue-limit N] [HOST:]PORT\n";
+	"usage: server5 [-hqv] [--version] [--bind ADDR] [--max-clients N]\n"
+	"               [--max-per-ip N] [--max-conns N] [--queue-limit N]\n"
+	"               [--partial-timeout SECONDS] [HOST:]PORT\n";
 
 /* ---------------------------------------------------------------------
  * The server and its subscribers' sender threads
@@ -50,6 +51,7 @@ static const char usage_line[] =
 struct server {
 	struct subtable subs;
 	size_t queue_msgs;
+	int partial_timeout_ms;
 	int done_pipe[2];		/* senders announce that they finished */
 	pthread_mutex_t lock;		/* guards the two lists */
 	struct sender *running, *finished;
@@ -442,7 +444,7 @@ static void serve_client(struct conn *c, void *arg)
 	struct jstream_handler h = { .value = on_value, .arg = &cl };
 
 	log_debug("%s: connected", c->peer);
-	conn_read_json(c, &h, PARTIAL_TIMEOUT_MS);
+	conn_read_json(c, &h, cl.srv->partial_timeout_ms);
 }
 
 /* ---------------------------------------------------------------------
@@ -462,11 +464,14 @@ static void help(void)
 	       "Relay chat messages between subscribed chat5 clients.\n\n"
 	       "  [HOST:]PORT         where to listen (PORT 0: any free port;\n"
 	       "                      no HOST: every address, IPv6 and IPv4)\n"
+	       "  --bind ADDR         listen on this address only (same as ADDR:PORT)\n"
 	       "  --max-clients N     subscribers at once (default 1024)\n"
 	       "  --max-per-ip N      subscribers from one IP address (default 256)\n"
 	       "  --max-conns N       client connections open at once (default 1024)\n"
 	       "  --queue-limit N     messages queued for one subscriber before it is\n"
 	       "                      evicted as not reading (default 1000)\n"
+	       "  --partial-timeout S seconds a client may leave an object half-sent\n"
+	       "                      before its connection is closed (default 30)\n"
 	       "  -q, --quiet         only warnings on stderr\n"
 	       "  -v, --verbose       also per-message detail\n"
 	       "  -h, --help          this help\n"
@@ -517,6 +522,8 @@ int main(int argc, char **argv)
 		{ "max-per-ip", required_argument, NULL, 'P' },
 		{ "max-conns", required_argument, NULL, 'N' },
 		{ "queue-limit", required_argument, NULL, 'Q' },
+		{ "partial-timeout", required_argument, NULL, 'T' },
+		{ "bind", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct server srv;
@@ -525,7 +532,8 @@ int main(int argc, char **argv)
 	struct listener *lis;
 	struct timespec deadline;
 	struct sub **all;
-	const char *why, *what;
+	const char *why, *bind_addr = NULL;
+	char err[128];
 	uint16_t port;
 	size_t n, i;
 	int opt, fd;
@@ -533,6 +541,7 @@ int main(int argc, char **argv)
 	log_init(argv[0]);
 	opterr = 0;	/* our own message, prefixed like every other */
 	srv.queue_msgs = 1000;
+	srv.partial_timeout_ms = PARTIAL_TIMEOUT_MS;
 	while ((opt = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'h': help(); break;
@@ -543,6 +552,13 @@ int main(int argc, char **argv)
 		case 'P': max_per_ip = count_arg("--max-per-ip", optarg); break;
 		case 'N': max_conns = count_arg("--max-conns", optarg); break;
 		case 'Q': srv.queue_msgs = count_arg("--queue-limit", optarg); break;
+		case 'T': {
+			size_t sec = count_arg("--partial-timeout", optarg);
+
+			srv.partial_timeout_ms = sec > 86400 ? 86400000 : (int)sec * 1000;
+			break;
+		}
+		case 'b': bind_addr = optarg; break;
 		default: usage_error("bad option or missing value: ", argv[optind - 1]);
 		}
 	}
@@ -567,10 +583,11 @@ int main(int argc, char **argv)
 		log_die(1, "setup: %s", strerror(errno));
 	raise_fd_limit(max_conns + 2 * max_clients + 64);
 
-	fd = net_listen(*host ? host : NULL, port, &what);
+	if (bind_addr)
+		snprintf(host, sizeof host, "%s", bind_addr);
+	fd = net_listen(*host ? host : NULL, port, err, sizeof err);
 	if (fd < 0)
-		log_die(1, "cannot listen on %s%s%u: %s", host, *host ? ":" : "port ", port,
-			errno == EADDRNOTAVAIL && *host ? what : strerror(errno));
+		log_die(1, "cannot listen on %s%sport %u: %s", host, *host ? " " : "", port, err);
 	port = net_local_port(fd);
 	lis = listener_start(&(struct listener_config){
 		.fd = fd, .max_conns = max_conns, .handler = serve_client, .arg = &srv });
