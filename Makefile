@@ -82,6 +82,10 @@ e2e: programs
 	cd tests/e2e && CHAT=$(abspath $(O))/chat CHAT5=$(abspath $(O))/chat5 \
 		SERVER5=$(abspath $(O))/server5 pytest -q
 
+# Subsystems keep their rules beside their files.
+-include tests/fuzz/fuzz.mk
+-include bench/bench.mk
+
 clean:
 	rm -f *.o tests/unit/*.o chat chat5 server5 $(UNIT_NAMES:%=tests/unit/test_%)
 	rm -rf build

@@ -2,7 +2,9 @@
 # deps.sh - install what building or testing needs, only what is missing.
 #
 #   scripts/deps.sh build   compiler-side needs: pkg-config, libjson-c-dev
-#   scripts/deps.sh test    the above plus cmocka, pytest, clang, valgrind
+#   scripts/deps.sh test    the above plus cmocka, pytest, clang, valgrind,
+#                           mandoc (checking the man pages)
+#   scripts/deps.sh bench   the above plus ngircd (the comparison server)
 #
 # Debian/Ubuntu only (apt-get); uses sudo when not root.  Does nothing and
 # prints nothing when everything is already there.
@@ -11,8 +13,9 @@ set -eu
 want="pkg-config libjson-c-dev"
 case "${1:-build}" in
 build) ;;
-test) want="$want libcmocka-dev python3 python3-pytest clang valgrind" ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+test) want="$want libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev valgrind mandoc" ;;
+bench) want="$want python3 clang ngircd" ;;
+*) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 
 missing=""
