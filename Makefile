@@ -32,7 +32,8 @@ HEADERS = $(wildcard *.h)
 UNIT_NAMES = addr sanitize proto jstream msgq subs
 UNIT_TESTS = $(UNIT_NAMES:%=$(O)/tests/unit/test_%)
 
-.PHONY: all programs deps test-deps check unit e2e clean
+.PHONY: all programs deps test-deps check unit e2e clean check-asan check-tsan \
+        check-sanitizers valgrind soak
 
 all: deps
 	@$(MAKE) --no-print-directory programs
@@ -80,7 +81,33 @@ unit: $(UNIT_TESTS)
 # The end-to-end suite runs against $(O)'s programs.
 e2e: programs
 	cd tests/e2e && CHAT=$(abspath $(O))/chat CHAT5=$(abspath $(O))/chat5 \
-		SERVER5=$(abspath $(O))/server5 pytest -q
+		SERVER5=$(abspath $(O))/server5 E2E_TIMEOUT=$(E2E_TIMEOUT) pytest -q
+
+E2E_TIMEOUT ?= 10
+
+# The whole suite again under the sanitizers, built apart in build/.
+# Any report fails the run: the harness scans every program's stderr.
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+check-asan: test-deps
+	@$(MAKE) --no-print-directory O=build/asan CC=clang \
+		CFLAGS="$(SAN_FLAGS) -fsanitize=address,undefined" \
+		LDFLAGS="-fsanitize=address,undefined" E2E_TIMEOUT=30 unit e2e
+
+check-tsan: test-deps
+	@$(MAKE) --no-print-directory O=build/tsan CC=clang \
+		CFLAGS="$(SAN_FLAGS) -fsanitize=thread" \
+		LDFLAGS="-fsanitize=thread" E2E_TIMEOUT=40 unit e2e
+
+check-sanitizers: check-asan check-tsan
+
+# Full conversations under valgrind memcheck: no leak, no error.
+valgrind: test-deps programs
+	cd tests/e2e && RUN_VALGRIND=1 pytest -q test_valgrind.py
+
+# A few minutes of churn against server5 (not part of check).
+soak: programs
+	python3 tests/soak/soak.py
 
 # Subsystems keep their rules beside their files.
 -include tests/fuzz/fuzz.mk

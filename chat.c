@@ -122,7 +122,26 @@ int main(int argc, char **argv)
 	if (addr_parse_port(argv[1], 1, &port, &why) < 0)
 		usage_error("PORT: ", why);
 
+	/* Check every peer before starting anything. */
 	c.nlinks = (size_t)argc - 2;
+	for (i = 0; i < c.nlinks; i++) {
+		char host[ADDR_HOSTLEN], what[ADDR_HOSTLEN + 32];
+		uint16_t peer_port;
+
+		snprintf(what, sizeof what, "bad peer '%.*s': ", ADDR_HOSTLEN, argv[2 + i]);
+		if (addr_split(argv[2 + i], host, sizeof host, &peer_port, &why) < 0)
+			usage_error(what, why);
+		if (!*host)
+			usage_error(what, "empty host");
+	}
+
+	if (signals_init() < 0)
+		log_die(1, "signals: %s", strerror(errno));
+	fd = net_listen(bind_addr, port, err, sizeof err);
+	if (fd < 0)
+		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
+			bind_addr ? " " : "", port, err);
+
 	c.links = calloc(c.nlinks ? c.nlinks : 1, sizeof *c.links);
 	if (!c.links)
 		log_die(1, "out of memory");
@@ -135,25 +154,13 @@ int main(int argc, char **argv)
 			.max_msgs = PEER_QUEUE_MSGS,
 			.max_bytes = PEER_QUEUE_BYTES,
 		};
-		const char *spec = argv[2 + i];
 
-		if (addr_split(spec, host, sizeof host, &lc.port, &why) < 0 || !*host) {
-			log_warn("bad peer '%s': %s", spec, *host ? why : "empty host");
-			fputs(usage_line, stderr);
-			return 2;
-		}
-		snprintf(label, sizeof label, "peer %s", spec);
+		addr_split(argv[2 + i], host, sizeof host, &lc.port, &why);
+		snprintf(label, sizeof label, "peer %s", argv[2 + i]);
 		c.links[i] = link_start(&lc, -1);
 		if (!c.links[i])
 			log_die(1, "cannot start a thread: %s", strerror(errno));
 	}
-
-	if (signals_init() < 0)
-		log_die(1, "signals: %s", strerror(errno));
-	fd = net_listen(bind_addr, port, err, sizeof err);
-	if (fd < 0)
-		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
-			bind_addr ? " " : "", port, err);
 	port = net_local_port(fd);
 	lis = listener_start(&(struct listener_config){
 		.fd = fd, .max_conns = MAX_CONNS, .handler = inbox_serve });

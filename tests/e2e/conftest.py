@@ -32,6 +32,15 @@ def program(var, name):
     return [os.path.join(ROOT, name)]
 
 
+# Lines that mean a sanitizer found a bug in a program under test.
+SANITIZER_MARKERS = (
+    "ERROR: AddressSanitizer",
+    "ERROR: LeakSanitizer",
+    "WARNING: ThreadSanitizer",
+    "runtime error:",
+    "ERROR: ThreadSanitizer",
+)
+
 CHAT = program("CHAT", "chat")
 CHAT5 = program("CHAT5", "chat5")
 SERVER5 = program("SERVER5", "server5")
@@ -66,9 +75,24 @@ class Proc:
         self.port = None
 
     def _pump(self, stream, lines):
-        for raw in iter(stream.readline, b""):
+        """Reads in chunks (a byte per read() would fall behind floods)."""
+        fd = stream.fileno()
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            if complete:
+                with self._lock:
+                    lines.extend(c.decode("utf-8", "replace") for c in complete)
+        if pending:
             with self._lock:
-                lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                lines.append(pending.decode("utf-8", "replace"))
         stream.close()
 
     def _wait_for(self, lines, seen_attr, pattern, timeout):
@@ -182,8 +206,27 @@ class Procs:
         return p
 
     def cleanup(self):
+        """Stops every program politely (so sanitizers' exit-time checks
+        run), then fails the test if any of them reported a problem."""
         for p in self.all:
+            if p.alive():
+                p.signal(signal.SIGTERM)
+        for p in self.all:
+            try:
+                p.p.wait(timeout=TIMEOUT)
+            except subprocess.TimeoutExpired:
+                pass
             p.kill()
+            for t in p._readers:
+                t.join(timeout=TIMEOUT)
+        reports = [
+            "%s: %s" % (p.argv[0], line)
+            for p in self.all
+            for line in p.err_lines
+            if any(marker in line for marker in SANITIZER_MARKERS)
+        ]
+        if reports:
+            pytest.fail("sanitizer reports:\n" + "\n".join(reports[:40]), pytrace=False)
 
 
 @pytest.fixture
