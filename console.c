@@ -12,6 +12,9 @@
 #include "proto.h"
 #include "sanitize.h"
 #include "signals.h"
+#include "thread.h"
+
+static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void console_print_chat(const char *user, size_t user_len, const char *text,
 			size_t text_len)
@@ -21,9 +24,9 @@ void console_print_chat(const char *user, size_t user_len, const char *text,
 	static char name[SANITIZE_MAX(256)];
 	size_t n;
 
-	/* flockfile orders whole lines from concurrent reader threads and
+	/* One lock orders whole lines from concurrent reader threads and
 	 * guards the static buffers. */
-	flockfile(stdout);
+	lock(&print_lock);
 	sanitize_text(user, user_len, name, sizeof name);
 	n = sanitize_text(text, text_len, line, sizeof line - 1);
 	line[n++] = '\n';
@@ -31,7 +34,7 @@ void console_print_chat(const char *user, size_t user_len, const char *text,
 	fputs(": ", stdout);
 	fwrite(line, 1, n, stdout);
 	fflush(stdout);
-	funlockfile(stdout);
+	unlock(&print_lock);
 }
 
 /* Handles one complete line (newline already removed); returns true when
