@@ -87,7 +87,11 @@ static void disconnect(struct link *l, const char *why)
 {
 	if (l->fd < 0)
 		return;
-	log_warn("lost connection to %s: %s", l->label, why);
+	/* An idle lazy link whose peer simply left is news, not trouble. */
+	if (l->cfg.lazy && !pending(l) && strcmp(why, "closed by the other side") == 0)
+		log_info("%s closed the connection", l->label);
+	else
+		log_warn("lost connection to %s: %s", l->label, why);
 	close(l->fd);
 	l->fd = -1;
 	l->sent = 0;
