@@ -16,6 +16,12 @@ PKG_CONFIG ?= pkg-config
 JSONC_CFLAGS = $(shell $(PKG_CONFIG) --cflags json-c 2>/dev/null)
 JSONC_LIBS   = $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c)
 CMOCKA_LIBS  = $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null || echo -lcmocka)
+# GNU readline for the interactive prompt, where installed (else plain input).
+HAVE_READLINE := $(shell $(PKG_CONFIG) --exists readline 2>/dev/null && echo yes)
+ifeq ($(HAVE_READLINE),yes)
+READLINE_CPPFLAGS = -DHAVE_READLINE
+READLINE_LIBS     = -lreadline
+endif
 
 ALL_CPPFLAGS = -D_POSIX_C_SOURCE=200809L -DVERSION='"$(VERSION)"' -I. $(CPPFLAGS)
 ALL_CFLAGS   = -std=c11 -pthread $(WARNINGS) $(JSONC_CFLAGS) $(CFLAGS)
@@ -50,8 +56,13 @@ $(O)/chat: $(O)/chat.o $(CLIENT:%=$(O)/%.o)
 $(O)/chat5: $(O)/chat5.o $(CLIENT:%=$(O)/%.o)
 $(O)/server5: $(O)/server5.o $(SERVER:%=$(O)/%.o)
 
-$(PROGRAMS):
+$(O)/chat $(O)/chat5:
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(READLINE_LIBS) $(LDLIBS)
+
+$(O)/server5:
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(O)/console.o: ALL_CPPFLAGS += $(READLINE_CPPFLAGS)
 
 $(O)/%.o: %.c $(HEADERS)
 	@mkdir -p $(@D)

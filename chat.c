@@ -29,7 +29,8 @@
 #define EXIT_DRAIN_MS 5000		/* time to deliver what is queued at exit */
 
 static const char usage_line[] =
-	"usage: chat [-hqv] [--version] [--bind ADDR] NAME PORT [HOST:PORT ...]\n";
+	"usage: chat [-hqv] [--version] [--bind ADDR] [--no-color] [--timestamps]\n"
+	"            NAME PORT [HOST:PORT ...]\n";
 
 static void usage_error(const char *what, const char *why)
 {
@@ -47,10 +48,13 @@ static void help(void)
 	       "  PORT          port to listen on (0: any free port)\n"
 	       "  HOST:PORT     a peer: 127.0.0.1:5002, localhost:5002, [::1]:5002\n"
 	       "  --bind ADDR   listen on this address only (e.g. 127.0.0.1)\n"
+	       "  --no-color    no colours (also when NO_COLOR is set)\n"
+	       "  --timestamps  show the time each message arrived\n"
 	       "  -q, --quiet   only warnings on stderr\n"
 	       "  -v, --verbose also per-message detail on stderr\n"
 	       "  -h, --help    this help\n"
 	       "      --version print the version\n\n"
+	       "In a terminal: a prompt with line editing and history (GNU readline).\n"
 	       "Type exit (or end the input) to quit.\n",
 	       usage_line);
 	exit(0);
@@ -89,9 +93,12 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "bind", required_argument, NULL, 'b' },
+		{ "no-color", no_argument, NULL, 'C' },
+		{ "timestamps", no_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct chat c = { 0 };
+	struct console_options copt = { 0 };
 	struct listener *lis;
 	struct timespec deadline;
 	const char *why, *bind_addr = NULL;
@@ -109,6 +116,8 @@ int main(int argc, char **argv)
 		case 'v': log_set_level(LOG_VERBOSE); break;
 		case 'V': printf("chat %s\n", VERSION); return 0;
 		case 'b': bind_addr = optarg; break;
+		case 'C': copt.no_color = true; break;
+		case 'T': copt.timestamps = true; break;
 		default: usage_error("bad option or missing value: ", argv[optind - 1]);
 		}
 	}
@@ -119,6 +128,7 @@ int main(int argc, char **argv)
 	if (!proto_name_valid(argv[0], &why))
 		usage_error("", why);
 	c.name = argv[0];
+	copt.name = c.name;
 	if (addr_parse_port(argv[1], 1, &port, &why) < 0)
 		usage_error("PORT: ", why);
 
@@ -135,6 +145,7 @@ int main(int argc, char **argv)
 			usage_error(what, "empty host");
 	}
 
+	console_init(&copt);
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
 	fd = net_listen(bind_addr, port, err, sizeof err);

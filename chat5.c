@@ -32,7 +32,8 @@
 #define EXIT_DRAIN_MS 5000
 
 static const char usage_line[] =
-	"usage: chat5 [-hqv] [--version] [--bind ADDR] NAME PORT SERVER_HOST:PORT\n";
+	"usage: chat5 [-hqv] [--version] [--bind ADDR] [--no-color] [--timestamps]\n"
+	"             NAME PORT SERVER_HOST:PORT\n";
 
 struct chat5 {
 	const char *name;
@@ -59,10 +60,13 @@ static void help(void)
 	       "  PORT              port to listen on for deliveries (0: any free port)\n"
 	       "  SERVER_HOST:PORT  the relay: 127.0.0.1:9000, [::1]:9000\n"
 	       "  --bind ADDR       listen on this address only (e.g. 127.0.0.1)\n"
+	       "  --no-color        no colours (also when NO_COLOR is set)\n"
+	       "  --timestamps      show the time each message arrived\n"
 	       "  -q, --quiet       only warnings on stderr\n"
 	       "  -v, --verbose     also per-message detail on stderr\n"
 	       "  -h, --help        this help\n"
 	       "      --version     print the version\n\n"
+	       "In a terminal: a prompt with line editing and history (GNU readline).\n"
 	       "Type exit (or end the input) to unsubscribe and quit.\n",
 	       usage_line);
 	exit(0);
@@ -132,9 +136,12 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "bind", required_argument, NULL, 'b' },
+		{ "no-color", no_argument, NULL, 'C' },
+		{ "timestamps", no_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct chat5 c = { 0 };
+	struct console_options copt = { 0 };
 	char host[ADDR_HOSTLEN], label[ADDR_HOSTLEN + 16], me[ADDR_STRLEN], err[128];
 	struct listener *lis;
 	struct timespec deadline;
@@ -153,6 +160,8 @@ int main(int argc, char **argv)
 		case 'v': log_set_level(LOG_VERBOSE); break;
 		case 'V': printf("chat5 %s\n", VERSION); return 0;
 		case 'b': bind_addr = optarg; break;
+		case 'C': copt.no_color = true; break;
+		case 'T': copt.timestamps = true; break;
 		default: usage_error("bad option or missing value: ", argv[optind - 1]);
 		}
 	}
@@ -164,6 +173,7 @@ int main(int argc, char **argv)
 	if (!proto_name_valid(argv[0], &why))
 		usage_error("", why);
 	c.name = argv[0];
+	copt.name = c.name;
 	if (addr_parse_port(argv[1], 1, &port, &why) < 0)
 		usage_error("PORT: ", why);
 	if (addr_split(argv[2], host, sizeof host, &server_port, &why) < 0)
@@ -172,6 +182,7 @@ int main(int argc, char **argv)
 		usage_error("SERVER_HOST:PORT: ", "empty host");
 	c.server = argv[2];
 
+	console_init(&copt);
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
 	/* Listen first, so the server can connect back at once. */

@@ -12,6 +12,12 @@
 
 static const char *progname = "chat";
 static enum log_level level = LOG_NORMAL;
+static void (*sink)(const char *line, size_t len);
+
+void log_set_sink(void (*fn)(const char *line, size_t len))
+{
+	sink = fn;
+}
 
 void log_init(const char *name)
 {
@@ -42,6 +48,11 @@ static void emit(const char *fmt, va_list ap)
 		return;
 	len = (size_t)n + sanitize_text(raw, len, line + n, sizeof line - (size_t)n - 1);
 	line[len++] = '\n';
+	if (sink) {
+		sink(line, len);
+		errno = saved;
+		return;
+	}
 	/* One write keeps lines whole; a short write to stderr is not worth
 	 * retrying for a diagnostic. */
 	if (write(STDERR_FILENO, line, len) < 0) {

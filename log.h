@@ -8,6 +8,7 @@
 #define LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdnoreturn.h>
 
 enum log_level { LOG_QUIET = 0, LOG_NORMAL = 1, LOG_VERBOSE = 2 };
@@ -26,6 +27,11 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* log_warn, then exit(status). */
 noreturn void log_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+
+/* Where finished lines go instead of write(2) on stderr (the interactive
+ * console, which must print them above its prompt).  Set once, before any
+ * thread starts. */
+void log_set_sink(void (*sink)(const char *line, size_t len));
 
 /* Rate limit for complaints about one bad peer: returns true while *count
  * is below a small budget; the call that exhausts it logs once that

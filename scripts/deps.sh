@@ -1,7 +1,8 @@
 #!/bin/sh
 # deps.sh - install what building or testing needs, only what is missing.
 #
-#   scripts/deps.sh build   compiler-side needs: pkg-config, libjson-c-dev
+#   scripts/deps.sh build   compiler-side needs: pkg-config, libjson-c-dev,
+#                           libreadline-dev (the interactive prompt)
 #   scripts/deps.sh test    the above plus cmocka, pytest, clang, valgrind,
 #                           mandoc (checking the man pages)
 #   scripts/deps.sh bench   the above plus ngircd (the comparison server)
@@ -10,10 +11,10 @@
 # prints nothing when everything is already there.
 set -eu
 
-want="pkg-config libjson-c-dev"
+want="pkg-config libjson-c-dev libreadline-dev"
 case "${1:-build}" in
 build) ;;
-test) want="$want libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev valgrind mandoc" ;;
+test) want="$want libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev valgrind mandoc tmux" ;;
 bench) want="$want python3 clang ngircd" ;;
 *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
