@@ -39,12 +39,13 @@ UNIT_NAMES = addr sanitize proto jstream msgq subs
 UNIT_TESTS = $(UNIT_NAMES:%=$(O)/tests/unit/test_%)
 
 .PHONY: all programs deps test-deps check unit e2e clean check-asan check-tsan \
-        check-sanitizers valgrind soak
+        check-sanitizers valgrind soak demo install uninstall
 
 all: deps
 	@$(MAKE) --no-print-directory programs
 
 programs: $(PROGRAMS)
+	@:
 
 deps:
 	@sh scripts/deps.sh build
@@ -119,6 +120,24 @@ valgrind: test-deps programs
 # A few minutes of churn against server5 (not part of check).
 soak: programs
 	python3 tests/soak/soak.py
+
+# A live local conversation to join (see scripts/demo.sh).
+NAME ?= $(USER)
+demo: all
+	@scripts/demo.sh $(NAME)
+
+PREFIX ?= /usr/local
+BINDIR  = $(PREFIX)/bin
+MANDIR  = $(PREFIX)/share/man/man1
+
+install: programs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	install -m 644 man/chat.1 man/chat5.1 man/server5.1 $(DESTDIR)$(MANDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/chat $(DESTDIR)$(BINDIR)/chat5 $(DESTDIR)$(BINDIR)/server5
+	rm -f $(DESTDIR)$(MANDIR)/chat.1 $(DESTDIR)$(MANDIR)/chat5.1 $(DESTDIR)$(MANDIR)/server5.1
 
 # Subsystems keep their rules beside their files.
 -include tests/fuzz/fuzz.mk

@@ -314,6 +314,8 @@ static void on_readline(char *line)
 	if (!line) {		/* Ctrl-D */
 		typed.done = true;
 		typed.end = CONSOLE_EOF;
+		rl_callback_handler_remove();
+		fputc('\n', stdout);
 		return;
 	}
 	len = strlen(line);
@@ -325,6 +327,8 @@ static void on_readline(char *line)
 		if (take_line(line, len, typed.on_line, typed.arg)) {
 			typed.done = true;
 			typed.end = CONSOLE_EXIT;
+			/* Now, or readline draws a last prompt. */
+			rl_callback_handler_remove();
 		}
 	}
 	free(line);
@@ -427,8 +431,10 @@ static enum console_end read_interactive(void (*on_line)(void *, const char *, s
 	}
 
 	/* Leave the terminal as it was, then print directly again. */
-	rl_callback_handler_remove();
-	fputc('\n', stdout);
+	if (typed.end == CONSOLE_SIGNAL || typed.end == CONSOLE_ERROR) {
+		rl_callback_handler_remove();
+		fputc('\n', stdout);
+	}
 	set_active(false);
 	{
 		struct line lines[PENDING_MAX];
