@@ -13,10 +13,12 @@ int msgq_init(struct msgq *q, size_t max_msgs, size_t max_bytes, int wake_fd)
 
 	if (max_msgs == 0)
 		max_msgs = 1;
-	q->ring = calloc(max_msgs, sizeof *q->ring);
+	/* Small at first: a relay may hold thousands of mostly idle queues. */
+	q->size = max_msgs < 16 ? max_msgs : 16;
+	q->ring = calloc(q->size, sizeof *q->ring);
 	if (!q->ring)
 		return -1;
-	q->cap = max_msgs;
+	q->max_msgs = max_msgs;
 	q->head = q->count = q->bytes = 0;
 	q->max_bytes = max_bytes;
 	q->closed = q->woken = false;
@@ -56,7 +58,7 @@ static struct msg *take_head(struct msgq *q)
 	struct msg *m = q->ring[q->head];
 
 	q->ring[q->head] = NULL;
-	q->head = (q->head + 1) % q->cap;
+	q->head = (q->head + 1) % q->size;
 	q->count--;
 	q->bytes -= m->len;
 	return m;
@@ -64,7 +66,28 @@ static struct msg *take_head(struct msgq *q)
 
 static bool fits(const struct msgq *q, const struct msg *m)
 {
-	return q->count < q->cap && q->bytes + m->len <= q->max_bytes;
+	return q->count < q->max_msgs && q->bytes + m->len <= q->max_bytes;
+}
+
+/* Makes room for one more message; the lock is held.  -1 on ENOMEM. */
+static int grow(struct msgq *q)
+{
+	size_t size, i;
+	struct msg **ring;
+
+	if (q->count < q->size)
+		return 0;
+	size = q->size * 2 < q->max_msgs ? q->size * 2 : q->max_msgs;
+	ring = malloc(size * sizeof *ring);
+	if (!ring)
+		return -1;
+	for (i = 0; i < q->count; i++)
+		ring[i] = q->ring[(q->head + i) % q->size];
+	free(q->ring);
+	q->ring = ring;
+	q->size = size;
+	q->head = 0;
+	return 0;
 }
 
 static void poke(struct msgq *q)
@@ -93,7 +116,11 @@ long msgq_push(struct msgq *q, struct msg *m, enum msgq_policy policy)
 		msg_unref(take_head(q));
 		dropped++;
 	}
-	q->ring[(q->head + q->count) % q->cap] = msg_ref(m);
+	if (grow(q) < 0) {
+		unlock(&q->lock);
+		return -1;
+	}
+	q->ring[(q->head + q->count) % q->size] = msg_ref(m);
 	q->count++;
 	q->bytes += m->len;
 	poke(q);

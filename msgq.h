@@ -19,8 +19,8 @@ enum msgq_policy { MSGQ_DROP_OLDEST, MSGQ_REJECT };
 struct msgq {
 	pthread_mutex_t lock;
 	pthread_cond_t nonempty;	/* CLOCK_MONOTONIC */
-	struct msg **ring;
-	size_t cap, head, count;
+	struct msg **ring;		/* grows on demand up to max_msgs */
+	size_t size, max_msgs, head, count;
 	size_t bytes, max_bytes;
 	bool closed;
 	bool woken;
