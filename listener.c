@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -139,8 +140,30 @@ struct listener {
 	struct worker *live, *done;
 	size_t nlive;
 	bool stopping;
-	unsigned refusals;
+	/* Refusals are logged at most once a second, with a count. */
+	struct timespec last_refusal_log;
+	unsigned long refusals_unlogged;
 };
+
+/* Logs a refused connection, or counts it when one was logged within the
+ * last second; only the listener thread calls this. */
+static void log_refusal(struct listener *l, const char *peer, const char *why)
+{
+	struct timespec now = mono_now();
+
+	if (l->last_refusal_log.tv_sec != 0 &&
+	    mono_ms(&now) - mono_ms(&l->last_refusal_log) < 1000) {
+		l->refusals_unlogged++;
+		return;
+	}
+	if (l->refusals_unlogged > 0)
+		log_warn("%s: refused: %s (and %lu more refused in the last second)",
+			 peer, why, l->refusals_unlogged);
+	else
+		log_warn("%s: refused: %s", peer, why);
+	l->refusals_unlogged = 0;
+	l->last_refusal_log = now;
+}
 
 static void poke(struct listener *l)
 {
@@ -231,8 +254,7 @@ static void accept_one(struct listener *l)
 			if (fd >= 0)
 				close(fd);
 			l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			if (log_budget(&l->refusals, "listener"))
-				log_warn("refused a connection: out of file descriptors");
+			log_refusal(l, "a connection", "out of file descriptors");
 		} else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
 			log_warn("accept: %s", strerror(errno));
 		}
@@ -248,7 +270,10 @@ static void accept_one(struct listener *l)
 	full = l->nlive >= l->max_conns;
 	unlock(&l->lock);
 	if (full) {
-		log_warn("%s: refused: %zu connections open already", c->peer, l->max_conns);
+		char why[64];
+
+		snprintf(why, sizeof why, "%zu connections open already", l->max_conns);
+		log_refusal(l, c->peer, why);
 		conn_unref(c);
 		return;
 	}
@@ -270,7 +295,10 @@ static void accept_one(struct listener *l)
 	}
 	unlock(&l->lock);
 	if (rc != 0) {
-		log_warn("%s: refused: cannot start a thread: %s", c->peer, strerror(rc));
+		char why[96];
+
+		snprintf(why, sizeof why, "cannot start a thread: %s", strerror(rc));
+		log_refusal(l, c->peer, why);
 		conn_unref(c);
 		free(w);
 	}
