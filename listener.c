@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -242,7 +244,7 @@ static void accept_one(struct listener *l)
 	struct worker *w;
 	struct conn *c;
 	bool full;
-	int fd, rc;
+	int fd, rc, one = 1;
 
 	fd = accept(l->fd, (struct sockaddr *)&ss, &len);
 	if (fd < 0) {
@@ -261,6 +263,8 @@ static void accept_one(struct listener *l)
 		return;
 	}
 	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	/* The relay may answer on this connection: no Nagle delay. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c = conn_new(fd, (struct sockaddr *)&ss);
 	if (!c) {
 		close(fd);
