@@ -5,23 +5,36 @@
  * values is skipped here rather than fed to the tokener, so that it never
  * counts toward a value's size.
  *
- * json-c accepts a raw newline inside a string, which JSON forbids and no
- * correct sender writes.  Left alone, a line cut off inside a string would
- * swallow the next line's message; so the bytes fed are also watched for a
- * newline inside a string, which is treated as the end of a bad line. */
+ * json-c is also more lenient than JSON: it takes comments, NUL bytes and
+ * raw newlines inside strings, and some of those paths misbehave (a NUL in
+ * a comment leaks memory; a comment after a value is read as part of it; a
+ * line cut off inside a string swallows the next line's message).  So a
+ * small scanner runs ahead of the tokener and stops it before any byte JSON
+ * forbids there: NUL anywhere, '/' outside a string, a newline inside a
+ * string.  The scanner also counts nesting, so the depth limit is exact. */
 #include "jstream.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Why the scanner stopped. */
+enum stop { STOP_END, STOP_BAD_BYTE, STOP_NEWLINE_IN_STRING, STOP_TOO_DEEP };
+
+/* Lexical state at a position of the stream. */
+struct lex {
+	bool in_string;
+	bool escaped;		/* in a string, right after a backslash */
+	int depth;
+};
+
 struct jstream {
 	struct json_tokener *tok;
 	size_t max_value;
+	int max_depth;
 	size_t used;		/* bytes of the value in progress */
 	bool partial;
-	bool in_string;		/* the value in progress is inside a string */
-	bool escaped;		/* ... right after a backslash */
+	struct lex at;		/* the state where the next byte goes */
 	char why[64];
 };
 
@@ -31,13 +44,15 @@ struct jstream *jstream_new(size_t max_value, int max_depth)
 
 	if (!js)
 		return NULL;
-	/* json-c's depth counts the top level too. */
-	js->tok = json_tokener_new_ex(max_depth + 1);
+	/* The scanner enforces max_depth; json-c's own limit (which counts
+	 * the top level, and empty containers differently) is a backstop. */
+	js->tok = json_tokener_new_ex(max_depth + 2);
 	if (!js->tok) {
 		free(js);
 		return NULL;
 	}
 	js->max_value = max_value;
+	js->max_depth = max_depth;
 	return js;
 }
 
@@ -59,8 +74,7 @@ static void restart(struct jstream *js)
 	json_tokener_reset(js->tok);
 	js->used = 0;
 	js->partial = false;
-	js->in_string = false;
-	js->escaped = false;
+	memset(&js->at, 0, sizeof js->at);
 }
 
 static bool is_space(char c)
@@ -68,28 +82,46 @@ static bool is_space(char c)
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
-/* Follows strings through buf[0..len) (bytes the tokener consumed) and
- * returns the offset of the first newline inside a string, or len. */
-static size_t newline_in_string(struct jstream *js, const char *buf, size_t len)
+/* Runs the scanner over buf[from..len) from state *lx; returns where it
+ * stopped (len at the end) with *lx the state there and *why the reason. */
+static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
+		   int max_depth, enum stop *why)
 {
 	size_t i;
 
-	for (i = 0; i < len; i++) {
+	for (i = from; i < len; i++) {
 		char c = buf[i];
 
-		if (!js->in_string) {
-			if (c == '"')
-				js->in_string = true;
-		} else if (js->escaped) {
-			js->escaped = false;
-		} else if (c == '\\') {
-			js->escaped = true;
-		} else if (c == '"') {
-			js->in_string = false;
-		} else if (c == '\n') {
+		if (c == '\0') {
+			*why = STOP_BAD_BYTE;
 			return i;
 		}
+		if (lx->in_string) {
+			if (lx->escaped)
+				lx->escaped = false;
+			else if (c == '\\')
+				lx->escaped = true;
+			else if (c == '"')
+				lx->in_string = false;
+			else if (c == '\n') {
+				*why = STOP_NEWLINE_IN_STRING;
+				return i;
+			}
+		} else if (c == '"') {
+			lx->in_string = true;
+		} else if (c == '/') {
+			*why = STOP_BAD_BYTE;	/* a comment: not JSON */
+			return i;
+		} else if (c == '[' || c == '{') {
+			if (++lx->depth > max_depth) {
+				*why = STOP_TOO_DEEP;
+				return i;
+			}
+		} else if ((c == ']' || c == '}') && lx->depth > 0) {
+			lx->depth--;
+		}
 	}
+	*why = STOP_END;
 	return len;
 }
 
@@ -107,10 +139,28 @@ static size_t trimmed(const char *buf, size_t len)
 	return len;
 }
 
+/* Drops a bad line: from `from` to just past the next newline, or to the
+ * end of what has arrived.  Returns the new offset. */
+static size_t skip_line(struct jstream *js, const char *buf, size_t start,
+			size_t from, size_t len, const char *what,
+			const struct jstream_handler *h)
+{
+	const char *nl = from < len ? memchr(buf + from, '\n', len - from) : NULL;
+	size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+
+	restart(js);
+	if (h->skipped)
+		h->skipped(h->arg, what, end - start);
+	return end;
+}
+
 int jstream_feed(struct jstream *js, const char *buf, size_t len,
 		 const struct jstream_handler *h, const char **why)
 {
-	size_t off = 0;
+	size_t off = 0, stop = 0;
+	struct lex at_stop = { 0 };
+	enum stop stop_why = STOP_END;
+	bool scanned = false;	/* stop, at_stop and stop_why are current */
 
 	while (off < len) {
 		struct json_object *obj;
@@ -124,7 +174,29 @@ int jstream_feed(struct jstream *js, const char *buf, size_t len,
 			if (off == len)
 				break;
 		}
-		avail = len - off;
+		/* One scan serves every value in the chunk: a value ends
+		 * outside any string at depth 0, where a restart puts us. */
+		if (!scanned || stop < off) {
+			at_stop = js->at;
+			stop = scan(&at_stop, buf, off, len, js->max_depth, &stop_why);
+			scanned = true;
+		}
+		if (stop == off) {
+			if (stop_why == STOP_TOO_DEEP) {
+				restart(js);
+				*why = "object nested too deeply";
+				return -1;
+			}
+			off = skip_line(js, buf, off,
+					stop_why == STOP_NEWLINE_IN_STRING ? off : off + 1, len,
+					stop_why == STOP_NEWLINE_IN_STRING ? "line ends inside a string"
+									   : "not JSON",
+					h);
+			scanned = false;
+			continue;
+		}
+
+		avail = stop - off;
 		/* json-c takes an int length; reading in chunks keeps
 		 * avail far below that. */
 		if (avail > (size_t)INT32_MAX)
@@ -134,27 +206,13 @@ int jstream_feed(struct jstream *js, const char *buf, size_t len,
 		used = json_tokener_get_parse_end(js->tok);
 		if (used > avail)
 			used = avail;
-		{
-			/* Also on an error: the line may have broken off
-			 * inside a string before the bad byte. */
-			size_t nl = newline_in_string(js, buf + off, used);
-
-			if (nl < used) {
-				/* A line that broke off inside a string: drop
-				 * it, go on after the newline. */
-				json_object_put(obj);
-				restart(js);
-				if (h->skipped)
-					h->skipped(h->arg, "line ends inside a string", nl + 1);
-				off += nl + 1;
-				continue;
-			}
-		}
 
 		if (err == json_tokener_continue) {
 			js->partial = true;
 			js->used += used;
 			off += used;
+			if (off == stop)
+				js->at = at_stop;
 			if (js->used > js->max_value) {
 				restart(js);
 				*why = too_large(js);
@@ -165,14 +223,10 @@ int jstream_feed(struct jstream *js, const char *buf, size_t len,
 		if (err == json_tokener_success) {
 			bool too_big = js->used + trimmed(buf + off, used) > js->max_value;
 
-			js->used = 0;
-			js->partial = false;
-			js->in_string = false;
-			js->escaped = false;
 			off += used;
+			restart(js);
 			if (too_big) {
 				json_object_put(obj);
-				restart(js);
 				*why = too_large(js);
 				return -1;
 			}
@@ -184,23 +238,15 @@ int jstream_feed(struct jstream *js, const char *buf, size_t len,
 			}
 			continue;
 		}
-		restart(js);
 		if (err == json_tokener_error_depth) {
+			restart(js);
 			*why = "object nested too deeply";
 			return -1;
 		}
 		/* Not JSON: resynchronise after the next newline, or drop
 		 * the rest of what has arrived when there is none. */
-		{
-			const char *from = buf + off + used;
-			const char *nl = memchr(from, '\n', len - off - used);
-			size_t end = nl ? (size_t)(nl - buf) + 1 : len;
-
-			if (h->skipped)
-				h->skipped(h->arg, json_tokener_error_desc(err),
-					   end - off);
-			off = end;
-		}
+		off = skip_line(js, buf, off, off + used, len, json_tokener_error_desc(err), h);
+		scanned = false;
 	}
 	return 0;
 }
