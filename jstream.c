@@ -10,8 +10,8 @@
  * a comment leaks memory; a comment after a value is read as part of it; a
  * line cut off inside a string swallows the next line's message).  So a
  * small scanner runs ahead of the tokener and stops it before any byte JSON
- * forbids there: NUL anywhere, '/' outside a string, a newline inside a
- * string.  The scanner also counts nesting, so the depth limit is exact. */
+ * forbids there: NUL anywhere, '/' or '\'' outside a string, a newline
+ * inside a string.  The scanner also counts nesting, so the depth limit is exact. */
 #include "jstream.h"
 
 #include <stdio.h>
@@ -109,8 +109,11 @@ static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
 			}
 		} else if (c == '"') {
 			lx->in_string = true;
-		} else if (c == '/') {
-			*why = STOP_BAD_BYTE;	/* a comment: not JSON */
+		} else if (c == '/' || c == '\'') {
+			/* A comment, or json-c's single-quoted string: not
+			 * JSON, and the second would hide brackets and
+			 * newlines from this scanner. */
+			*why = STOP_BAD_BYTE;
 			return i;
 		} else if (c == '[' || c == '{') {
 			if (++lx->depth > max_depth) {
