@@ -75,6 +75,8 @@ void conn_read_json(struct conn *c, const struct jstream_handler *h,
 	struct jstream_handler wrap = { read_value, read_skipped, &r };
 	struct jstream *js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
 	char *buf = malloc(CHUNK);
+	struct timespec deadline = { 0 };
+	bool incomplete = false;	/* deadline runs */
 	const char *why;
 
 	if (!js || !buf) {
@@ -85,11 +87,17 @@ void conn_read_json(struct conn *c, const struct jstream_handler *h,
 		ssize_t n;
 
 		/* A peer may not hold a half-sent object (and this thread)
-		 * forever. */
+		 * forever, however slowly it trickles: the clock starts when
+		 * the object does. */
 		if (partial_timeout_ms > 0 && jstream_partial(js)) {
 			struct pollfd p = { .fd = c->fd, .events = POLLIN };
-			int rc = poll(&p, 1, partial_timeout_ms);
+			int rc;
 
+			if (!incomplete) {
+				incomplete = true;
+				deadline = mono_after(partial_timeout_ms);
+			}
+			rc = poll(&p, 1, mono_ms_until(&deadline));
 			if (rc < 0 && errno == EINTR)
 				continue;
 			if (rc == 0) {
@@ -97,6 +105,8 @@ void conn_read_json(struct conn *c, const struct jstream_handler *h,
 					 c->peer, partial_timeout_ms / 1000);
 				break;
 			}
+		} else {
+			incomplete = false;
 		}
 		n = recv(c->fd, buf, CHUNK, 0);
 		if (n < 0 && errno == EINTR)
@@ -147,6 +157,28 @@ struct listener {
 	unsigned long refusals_unlogged;
 };
 
+/* Says how many refusals went unlogged, once their second is over. */
+static void flush_refusals(struct listener *l)
+{
+	if (l->refusals_unlogged == 0)
+		return;
+	log_warn("refused %lu more connection(s) (logged at most once a second)",
+		 l->refusals_unlogged);
+	l->refusals_unlogged = 0;
+	l->last_refusal_log = mono_now();
+}
+
+/* Milliseconds until unlogged refusals are due to be reported, or -1. */
+static int refusal_timeout(struct listener *l)
+{
+	struct timespec due = l->last_refusal_log;
+
+	if (l->refusals_unlogged == 0)
+		return -1;
+	due.tv_sec += 1;
+	return mono_ms_until(&due);
+}
+
 /* Logs a refused connection, or counts it when one was logged within the
  * last second; only the listener thread calls this. */
 static void log_refusal(struct listener *l, const char *peer, const char *why)
@@ -158,12 +190,8 @@ static void log_refusal(struct listener *l, const char *peer, const char *why)
 		l->refusals_unlogged++;
 		return;
 	}
-	if (l->refusals_unlogged > 0)
-		log_warn("%s: refused: %s (and %lu more refused in the last second)",
-			 peer, why, l->refusals_unlogged);
-	else
-		log_warn("%s: refused: %s", peer, why);
-	l->refusals_unlogged = 0;
+	flush_refusals(l);
+	log_warn("%s: refused: %s", peer, why);
 	l->last_refusal_log = now;
 }
 
@@ -327,12 +355,16 @@ static void *listener_main(void *arg)
 	bool stopping = false;
 
 	while (!stopping) {
-		if (poll(p, 2, -1) < 0) {
+		int rc = poll(p, 2, refusal_timeout(l));
+
+		if (rc < 0) {
 			if (errno == EINTR)
 				continue;
 			log_warn("poll: %s", strerror(errno));
 			break;
 		}
+		if (refusal_timeout(l) == 0)
+			flush_refusals(l);
 		if (p[1].revents) {
 			drain(l->wake[0]);
 			reap(l);
