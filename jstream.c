@@ -26,6 +26,7 @@ struct lex {
 	bool in_string;
 	bool escaped;		/* in a string, right after a backslash */
 	int depth;
+	char prev;		/* the byte before, outside strings */
 };
 
 struct jstream {
@@ -107,6 +108,13 @@ static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
 				*why = STOP_NEWLINE_IN_STRING;
 				return i;
 			}
+		} else if ((c == '-' && ((lx->prev >= '0' && lx->prev <= '9') || lx->prev == '.')) ||
+			   (c == '+' && lx->prev != 'e' && lx->prev != 'E')) {
+			/* json-c resumes a number cut between two reads as if at
+			 * its start, and takes "1" then "-0" for 1: a sign is
+			 * only valid first or right after the exponent's e. */
+			*why = STOP_BAD_BYTE;
+			return i;
 		} else if (c == '"') {
 			lx->in_string = true;
 		} else if (c == '/' || c == '\'') {
@@ -123,6 +131,7 @@ static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
 		} else if ((c == ']' || c == '}') && lx->depth > 0) {
 			lx->depth--;
 		}
+		lx->prev = c;
 	}
 	*why = STOP_END;
 	return len;
@@ -157,8 +166,21 @@ static size_t skip_line(struct jstream *js, const char *buf, size_t start,
 	return end;
 }
 
+static int feed(struct jstream *js, const char *buf, size_t len,
+		const struct jstream_handler *h, const char **why);
+
 int jstream_feed(struct jstream *js, const char *buf, size_t len,
 		 const struct jstream_handler *h, const char **why)
+{
+	int rc = feed(js, buf, len, h, why);
+
+	if (h->batch_end)
+		h->batch_end(h->arg);
+	return rc;
+}
+
+static int feed(struct jstream *js, const char *buf, size_t len,
+		const struct jstream_handler *h, const char **why)
 {
 	size_t off = 0, stop = 0;
 	struct lex at_stop = { 0 };

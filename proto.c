@@ -207,6 +207,12 @@ int proto_decode(struct json_object *obj, struct proto_msg *out,
 		*why = "\"seq\" is negative";
 		return -1;
 	}
+	/* json-c clamps what does not fit in 64 bits; relaying a clamped
+	 * number would change the message. */
+	if (out->seq == INT64_MAX && json_object_get_uint64(v) != (uint64_t)INT64_MAX) {
+		*why = "\"seq\" is out of range";
+		return -1;
+	}
 	if (get_string(obj, "user", &out->user, &out->user_len, why,
 		       "\"user\" is missing", "\"user\" is not a string") < 0)
 		return -1;
