@@ -21,6 +21,9 @@ struct jstream_handler {
 	/* nbytes of input that are not JSON were dropped (may be NULL). */
 	void (*skipped)(void *arg, const char *why, size_t nbytes);
 	void *arg;
+	/* Called when a jstream_feed call has handed over all its values
+	 * (may be NULL): the place to act once per batch of values. */
+	void (*batch_end)(void *arg);
 };
 
 struct jstream;

@@ -165,7 +165,7 @@ static bool read_side(struct link *l)
 			return false;
 		}
 		if (l->js) {
-			struct jstream_handler h = { l->cfg.on_value, NULL, l->cfg.arg };
+			struct jstream_handler h = { l->cfg.on_value, NULL, l->cfg.arg, NULL };
 
 			if (jstream_feed(l->js, buf, (size_t)n, &h, &why) < 0) {
 				disconnect(l, why);

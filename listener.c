@@ -56,6 +56,14 @@ static int read_value(void *arg, struct json_object *obj)
 	return r->inner->value(r->inner->arg, obj);
 }
 
+static void read_batch_end(void *arg)
+{
+	struct reading *r = arg;
+
+	if (r->inner->batch_end)
+		r->inner->batch_end(r->inner->arg);
+}
+
 static void read_skipped(void *arg, const char *why, size_t nbytes)
 {
 	struct reading *r = arg;
@@ -72,7 +80,7 @@ void conn_read_json(struct conn *c, const struct jstream_handler *h,
 {
 	enum { CHUNK = 16384 };
 	struct reading r = { .inner = h, .c = c };
-	struct jstream_handler wrap = { read_value, read_skipped, &r };
+	struct jstream_handler wrap = { read_value, read_skipped, &r, read_batch_end };
 	struct jstream *js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
 	char *buf = malloc(CHUNK);
 	struct timespec deadline = { 0 };

@@ -21,7 +21,7 @@ int msgq_init(struct msgq *q, size_t max_msgs, size_t max_bytes, int wake_fd)
 	q->max_msgs = max_msgs;
 	q->head = q->count = q->bytes = 0;
 	q->max_bytes = max_bytes;
-	q->closed = q->woken = false;
+	q->closed = q->woken = q->waiting = q->wake_due = false;
 	q->wake_fd = wake_fd;
 	if (pthread_mutex_init(&q->lock, NULL) != 0)
 		goto fail;
@@ -128,6 +128,33 @@ long msgq_push(struct msgq *q, struct msg *m, enum msgq_policy policy)
 	return dropped;
 }
 
+int msgq_push_deferred(struct msgq *q, struct msg *m, bool *wake)
+{
+	*wake = false;
+	lock(&q->lock);
+	if (q->closed || !fits(q, m) || grow(q) < 0) {
+		unlock(&q->lock);
+		return -1;
+	}
+	q->ring[(q->head + q->count) % q->size] = msg_ref(m);
+	q->count++;
+	q->bytes += m->len;
+	/* Only a sleeping consumer needs waking, and only once. */
+	if (q->waiting && !q->wake_due) {
+		q->wake_due = true;
+		*wake = true;
+	}
+	unlock(&q->lock);
+	return 0;
+}
+
+void msgq_wake_consumer(struct msgq *q)
+{
+	/* Signalling without the lock is safe: the push that made the
+	 * queue non-empty happened under it. */
+	pthread_cond_signal(&q->nonempty);
+}
+
 size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
 		const struct timespec *deadline)
 {
@@ -135,13 +162,17 @@ size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
 
 	lock(&q->lock);
 	while (wait && q->count == 0 && !q->closed && !q->woken) {
-		int rc = deadline ? pthread_cond_timedwait(&q->nonempty, &q->lock, deadline)
-				  : pthread_cond_wait(&q->nonempty, &q->lock);
+		int rc;
 
+		q->waiting = true;
+		rc = deadline ? pthread_cond_timedwait(&q->nonempty, &q->lock, deadline)
+			      : pthread_cond_wait(&q->nonempty, &q->lock);
+		q->waiting = false;
 		if (rc == ETIMEDOUT)
 			break;
 	}
 	q->woken = false;
+	q->wake_due = false;
 	while (n < max && q->count > 0)
 		out[n++] = take_head(q);
 	unlock(&q->lock);

@@ -24,6 +24,8 @@ struct msgq {
 	size_t bytes, max_bytes;
 	bool closed;
 	bool woken;
+	bool waiting;			/* the consumer sleeps in msgq_pop */
+	bool wake_due;			/* a deferred push owes it a wake-up */
 	int wake_fd;			/* written to on push when >= 0 */
 };
 
@@ -37,6 +39,14 @@ void msgq_destroy(struct msgq *q);
  * the head until m fits and returns the number dropped; MSGQ_REJECT
  * returns -1 and changes nothing.  A closed queue returns -1. */
 long msgq_push(struct msgq *q, struct msg *m, enum msgq_policy policy);
+
+/* Like msgq_push with MSGQ_REJECT, but does not wake the consumer: when
+ * *wake is set, the caller must call msgq_wake_consumer later (after
+ * releasing its own locks), once per message batch.  0, or -1 when full or
+ * closed. */
+int msgq_push_deferred(struct msgq *q, struct msg *m, bool *wake);
+/* The wake-up owed after msgq_push_deferred set *wake. */
+void msgq_wake_consumer(struct msgq *q);
 
 /* Moves up to max messages from the head to out (the caller owns those
  * references).  With wait, blocks until a message arrives, the queue is

@@ -31,10 +31,11 @@
 #include "subs.h"
 #include "thread.h"
 
-#define BATCH 64			/* messages per writev */
+#define BATCH 256			/* messages per writev (below IOV_MAX) */
 #define CONNECT_TRIES 3			/* connecting back to a subscriber */
 #define CONNECT_TIMEOUT_MS 2000
 #define RETRY_GAP_MS 100
+#define PEER_CHECK_MS 50		/* how often a sender looks for EOF */
 #define PARTIAL_TIMEOUT_MS 30000	/* a half-sent object may hold a reader */
 #define EXIT_DRAIN_MS 5000		/* delivering queues at shutdown */
 #define QUEUE_BYTES (16u << 20)
@@ -161,6 +162,7 @@ static void *sender_main(void *arg)
 	struct msg *batch[BATCH];
 	struct iovec iov[BATCH];
 	bool ok = sender_connect(s);
+	struct timespec now, checked = { 0 };
 	int out;
 	size_t n, i;
 
@@ -177,8 +179,12 @@ static void *sender_main(void *arg)
 			iov[i].iov_len = batch[i]->len;
 		}
 		/* On our own connection the subscriber never talks; data
-		 * or EOF there means it is gone or restarted. */
-		if (!s->via && net_peer_closed(out)) {
+		 * or EOF there means it is gone or restarted.  Checked at
+		 * most every PEER_CHECK_MS: a syscall per write would cost
+		 * as much as the write. */
+		now = mono_now();
+		if (!s->via && mono_ms(&now) - mono_ms(&checked) >= PEER_CHECK_MS &&
+		    (checked = now, net_peer_closed(out))) {
 			sender_fail(s, "connection closed", NULL);
 			ok = false;
 		} else if (net_writev_all(out, iov, (int)n) < 0) {
@@ -302,6 +308,7 @@ struct client {
 	struct server *srv;
 	struct conn *c;
 	unsigned complaints;
+	struct sub_wakeups wakeups;	/* senders to wake after this batch */
 };
 
 /* The address to deliver to: the connection's own IP with the port the
@@ -407,7 +414,7 @@ static void on_chat(struct client *cl, const struct proto_msg *m)
 		log_warn("%s: message not relayed: %s", cl->c->peer, strerror(errno));
 		return;
 	}
-	evicted = subs_fanout(&cl->srv->subs, out, cl->c->id, &n);
+	evicted = subs_fanout(&cl->srv->subs, out, cl->c->id, &n, &cl->wakeups);
 	msg_unref(out);
 	log_debug("%s: seq %lld from %.*s relayed to %zu subscriber(s)", cl->c->peer,
 		  (long long)m->seq, (int)m->user_len, m->user, n);
@@ -438,13 +445,22 @@ static int on_value(void *arg, struct json_object *obj)
 	return 0;
 }
 
+/* After each chunk read: wake the senders that got messages from it. */
+static void on_batch_end(void *arg)
+{
+	struct client *cl = arg;
+
+	subs_wake(&cl->wakeups);
+}
+
 static void serve_client(struct conn *c, void *arg)
 {
 	struct client cl = { .srv = arg, .c = c };
-	struct jstream_handler h = { .value = on_value, .arg = &cl };
+	struct jstream_handler h = { .value = on_value, .batch_end = on_batch_end, .arg = &cl };
 
 	log_debug("%s: connected", c->peer);
 	conn_read_json(c, &h, cl.srv->partial_timeout_ms);
+	subs_wakeups_free(&cl.wakeups);
 }
 
 /* ---------------------------------------------------------------------

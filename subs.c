@@ -151,11 +151,49 @@ bool subs_remove(struct subtable *t, struct sub *s)
 	return found;
 }
 
+/* Remembers that s's sender needs waking; wakes it now when out of room. */
+static void owe_wakeup(struct sub_wakeups *w, struct sub *s)
+{
+	if (w && w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 64;
+		struct sub **v = realloc(w->v, cap * sizeof *v);
+
+		if (v) {
+			w->v = v;
+			w->cap = cap;
+		}
+	}
+	if (w && w->n < w->cap)
+		w->v[w->n++] = sub_ref(s);
+	else
+		msgq_wake_consumer(&s->q);
+}
+
+void subs_wake(struct sub_wakeups *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->n; i++) {
+		msgq_wake_consumer(&w->v[i]->q);
+		sub_unref(w->v[i]);
+	}
+	w->n = 0;
+}
+
+void subs_wakeups_free(struct sub_wakeups *w)
+{
+	subs_wake(w);
+	free(w->v);
+	w->v = NULL;
+	w->cap = 0;
+}
+
 struct sub *subs_fanout(struct subtable *t, struct msg *m, uint64_t except,
-			size_t *delivered)
+			size_t *delivered, struct sub_wakeups *wakeups)
 {
 	struct sub *evicted = NULL;
 	size_t i = 0, n = 0;
+	bool wake;
 
 	lock(&t->lock);
 	while (i < t->n) {
@@ -165,7 +203,7 @@ struct sub *subs_fanout(struct subtable *t, struct msg *m, uint64_t except,
 			i++;
 			continue;
 		}
-		if (msgq_push(&s->q, m, MSGQ_REJECT) < 0) {
+		if (msgq_push_deferred(&s->q, m, &wake) < 0) {
 			/* take() moves the last entry into slot i: look at
 			 * slot i again. */
 			take(t, i);
@@ -173,6 +211,8 @@ struct sub *subs_fanout(struct subtable *t, struct msg *m, uint64_t except,
 			evicted = s;
 			continue;
 		}
+		if (wake)
+			owe_wakeup(wakeups, s);
 		n++;
 		i++;
 	}

@@ -66,13 +66,27 @@ struct sub *subs_remove_addr(struct subtable *t, const char *addr);
  * caller's own stays); true if it was listed. */
 bool subs_remove(struct subtable *t, struct sub *s);
 
+/* Subscribers owed a wake-up: their sender threads sleep and messages
+ * were queued for them.  Waking them once after a whole batch of messages
+ * (and outside the table's lock) lets each write the batch at once,
+ * instead of one context switch per message per subscriber. */
+struct sub_wakeups {
+	struct sub **v;		/* references */
+	size_t n, cap;
+};
+
 /* Queues m to every subscriber except those that subscribed over the
  * connection `except` (0: none).  Subscribers whose queue was full are
  * taken out and returned as a list through next_evicted (the caller's
  * references).  *delivered (may be NULL) gets the number of queues m went
- * to. */
+ * to.  With wakeups NULL, sleeping senders are woken at once; otherwise
+ * they are added to it for subs_wake. */
 struct sub *subs_fanout(struct subtable *t, struct msg *m, uint64_t except,
-			size_t *delivered);
+			size_t *delivered, struct sub_wakeups *wakeups);
+
+/* Wakes and forgets the subscribers collected by subs_fanout. */
+void subs_wake(struct sub_wakeups *w);
+void subs_wakeups_free(struct sub_wakeups *w);
 
 size_t subs_count(struct subtable *t);
 

@@ -61,6 +61,7 @@ static void rec_init(struct rec *r, struct jstream_handler *h)
 	h->value = on_value;
 	h->skipped = on_skipped;
 	h->arg = r;
+	h->batch_end = NULL;
 }
 
 static void rec_free(struct rec *r)
@@ -892,6 +893,35 @@ static void test_handler_stop(void **state)
 	jstream_free(js);
 }
 
+static void count_batch(void *arg)
+{
+	struct rec *r = arg;
+
+	if (r->nevents < MAXREC)
+		r->events[r->nevents++] = 'B';
+}
+
+/* batch_end comes once per feed, after that feed's values and skips. */
+static void test_batch_end_once_per_feed(void **state)
+{
+	(void)state;
+	struct jstream *js = js_new(MAXV, MAXD);
+	struct jstream_handler h;
+	struct rec r;
+	const char *why = NULL;
+	static const char two[] = "{\"a\":1}\n{\"b\":2}\nnope\n{\"c\":";
+
+	rec_init(&r, &h);
+	h.batch_end = count_batch;
+	assert_int_equal(jstream_feed(js, two, strlen(two), &h, &why), 0);
+	assert_int_equal(jstream_feed(js, "3}", 2, &h, &why), 0);
+	assert_int_equal(jstream_feed(js, "", 0, &h, &why), 0);
+	r.events[r.nevents] = '\0';
+	assert_string_equal(r.events, "VVSBVBB");
+	rec_free(&r);
+	jstream_free(js);
+}
+
 static void test_partial(void **state)
 {
 	(void)state;
@@ -1026,6 +1056,7 @@ int main(void)
 		cmocka_unit_test(test_depth_huge),
 		cmocka_unit_test(test_handler_stop),
 		cmocka_unit_test(test_partial),
+		cmocka_unit_test(test_batch_end_once_per_feed),
 		cmocka_unit_test(test_non_objects_delivered),
 		cmocka_unit_test(test_null_value),
 		cmocka_unit_test(test_number_across_chunks),

@@ -440,6 +440,58 @@ static void test_push_wakes_consumer(void **state)
 	msg_unref(m);
 }
 
+static bool consumer_waiting(struct msgq *q)
+{
+	bool w;
+
+	pthread_mutex_lock(&q->lock);
+	w = q->waiting;
+	pthread_mutex_unlock(&q->lock);
+	return w;
+}
+
+/* A deferred push owes exactly one wake-up to a sleeping consumer, and
+ * the consumer then gets every message pushed meanwhile in one pop. */
+static void test_deferred_push_wakes_once(void **state)
+{
+	(void)state;
+	struct msgq q;
+	struct popper p;
+	pthread_t t;
+	struct msg *a = mk("a"), *b = mk("b");
+	bool wake;
+
+	assert_int_equal(msgq_init(&q, 10, 1000, -1), 0);
+	/* Nobody waits yet: nothing is owed. */
+	assert_int_equal(msgq_push_deferred(&q, a, &wake), 0);
+	assert_false(wake);
+	assert_int_equal(msgq_pop(&q, p.out, 16, false, NULL), 1);
+	msg_unref(p.out[0]);
+
+	start_popper(&t, &p, &q, 5000);
+	while (!consumer_waiting(&q))
+		sched_yield();
+	assert_int_equal(msgq_push_deferred(&q, a, &wake), 0);
+	assert_true(wake);
+	assert_int_equal(msgq_push_deferred(&q, b, &wake), 0);
+	assert_false(wake);	/* already owed */
+	msgq_wake_consumer(&q);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(p.got, 2);
+	assert_ptr_equal(p.out[0], a);
+	assert_ptr_equal(p.out[1], b);
+	assert_true(p.elapsed < 2000);
+	msg_unref(p.out[0]);
+	msg_unref(p.out[1]);
+	/* A full or closed queue refuses, as MSGQ_REJECT. */
+	msgq_close(&q);
+	assert_int_equal(msgq_push_deferred(&q, a, &wake), -1);
+	msgq_destroy(&q);
+	assert_int_equal(refs(a), 1);
+	msg_unref(a);
+	msg_unref(b);
+}
+
 static void test_deadline_timeout(void **state)
 {
 	(void)state;
@@ -793,6 +845,7 @@ int main(void)
 		cmocka_unit_test(test_close_wakes_consumer),
 		cmocka_unit_test(test_close_wakes_consumer_no_deadline),
 		cmocka_unit_test(test_push_wakes_consumer),
+		cmocka_unit_test(test_deferred_push_wakes_once),
 		cmocka_unit_test(test_deadline_timeout),
 		cmocka_unit_test(test_deadline_mono_after),
 		cmocka_unit_test(test_wake_once),

@@ -365,7 +365,7 @@ static void test_fanout_except(void **state)
 	assert_int_equal(subs_init(&t, 10, 10), 0);
 
 	/* Empty table. */
-	assert_null(subs_fanout(&t, m, 0, &delivered));
+	assert_null(subs_fanout(&t, m, 0, &delivered, NULL));
 	assert_int_equal(delivered, 0);
 	assert_int_equal(mrefs(m), 1);
 
@@ -374,7 +374,7 @@ static void test_fanout_except(void **state)
 	add_ok(&t, s3);
 
 	/* Not to those that subscribed over connection 1. */
-	assert_null(subs_fanout(&t, m, 1, &delivered));
+	assert_null(subs_fanout(&t, m, 1, &delivered, NULL));
 	assert_int_equal(delivered, 1);
 	assert_int_equal(msgq_count(&s1->q), 0);
 	assert_int_equal(msgq_count(&s2->q), 1);
@@ -382,12 +382,12 @@ static void test_fanout_except(void **state)
 	assert_int_equal(mrefs(m), 2);
 
 	/* except 0: everyone. */
-	assert_null(subs_fanout(&t, m, 0, &delivered));
+	assert_null(subs_fanout(&t, m, 0, &delivered, NULL));
 	assert_int_equal(delivered, 3);
 	assert_int_equal(mrefs(m), 5);
 
 	/* A connection nobody subscribed over: everyone; NULL delivered. */
-	assert_null(subs_fanout(&t, m, 42, NULL));
+	assert_null(subs_fanout(&t, m, 42, NULL, NULL));
 	assert_int_equal(mrefs(m), 8);
 	assert_int_equal(msgq_count(&s1->q), 2);
 	assert_int_equal(msgq_count(&s2->q), 3);
@@ -438,7 +438,7 @@ static void test_fanout_order(void **state)
 
 		snprintf(buf, sizeof buf, "%d", i);
 		m[i] = mkmsg(buf);
-		assert_null(subs_fanout(&t, m[i], 0, NULL));
+		assert_null(subs_fanout(&t, m[i], 0, NULL, NULL));
 	}
 	for (int k = 0; k < 2; k++) {
 		struct sub *s = k ? s2 : s1;
@@ -476,11 +476,11 @@ static void test_fanout_evicts_full(void **state)
 	add_ok(&t, small);
 	add_ok(&t, big);
 
-	assert_null(subs_fanout(&t, m1, 0, &delivered));
+	assert_null(subs_fanout(&t, m1, 0, &delivered, NULL));
 	assert_int_equal(delivered, 2);
 
 	/* small is full: taken out and handed back. */
-	ev = subs_fanout(&t, m2, 0, &delivered);
+	ev = subs_fanout(&t, m2, 0, &delivered, NULL);
 	assert_ptr_equal(ev, small);
 	assert_null(ev->next_evicted);
 	assert_false(small->listed);
@@ -492,7 +492,7 @@ static void test_fanout_evicts_full(void **state)
 	assert_null(subs_remove_addr(&t, "127.0.0.1:1"));
 
 	/* No longer listed: later fan-outs skip it. */
-	assert_null(subs_fanout(&t, m3, 0, &delivered));
+	assert_null(subs_fanout(&t, m3, 0, &delivered, NULL));
 	assert_int_equal(delivered, 1);
 	assert_int_equal(mrefs(m3), 2);
 
@@ -536,9 +536,9 @@ static void test_fanout_evicts_several(void **state)
 	add_ok(&t, a);
 	add_ok(&t, b);
 	add_ok(&t, c);
-	assert_null(subs_fanout(&t, m, 0, &delivered));
+	assert_null(subs_fanout(&t, m, 0, &delivered, NULL));
 	assert_int_equal(delivered, 3);
-	ev = subs_fanout(&t, m, 0, &delivered);
+	ev = subs_fanout(&t, m, 0, &delivered, NULL);
 	assert_int_equal(delivered, 1);
 	for (struct sub *s = ev; s != NULL; s = s->next_evicted) {
 		assert_true(nseen < 3);
@@ -572,15 +572,15 @@ static void test_fanout_except_full_not_evicted(void **state)
 
 	assert_int_equal(subs_init(&t, 10, 10), 0);
 	add_ok(&t, s);
-	assert_null(subs_fanout(&t, m, 0, &delivered));
+	assert_null(subs_fanout(&t, m, 0, &delivered, NULL));
 	assert_int_equal(delivered, 1);
-	assert_null(subs_fanout(&t, m, 5, &delivered));
+	assert_null(subs_fanout(&t, m, 5, &delivered, NULL));
 	assert_int_equal(delivered, 0);
 	assert_true(s->listed);
 	assert_int_equal(subs_count(&t), 1);
 	/* Drained, it takes messages again. */
 	assert_int_equal(qdrain(s), 1);
-	assert_null(subs_fanout(&t, m, 0, &delivered));
+	assert_null(subs_fanout(&t, m, 0, &delivered, NULL));
 	assert_int_equal(delivered, 1);
 	assert_ptr_equal(subs_remove_addr(&t, "127.0.0.1:1"), s);
 	sub_unref(s);
@@ -747,7 +747,7 @@ static void *fanner(void *arg)
 	for (int i = 0; !atomic_load(&sh->stop); i++) {
 		size_t delivered = 0;
 		struct sub *ev = subs_fanout(&sh->t, sh->msgs[f->id][i % NMSGS],
-					     rnd(&st) % 6, &delivered);
+					     rnd(&st) % 6, &delivered, NULL);
 
 		atomic_fetch_add(&sh->fanouts, 1);
 
