@@ -126,7 +126,7 @@ static void collect_skipped(void *arg, const char *why, size_t nbytes)
  * view in *c (caller puts c->obj). */
 static void receive(const struct msg *m, struct collect *c)
 {
-	struct jstream_handler h = { collect_value, collect_skipped, c };
+	struct jstream_handler h = { collect_value, collect_skipped, c, NULL };
 	struct jstream *js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
 	const char *why = NULL;
 	size_t i;

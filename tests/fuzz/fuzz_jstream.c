@@ -180,7 +180,7 @@ static enum end feed(struct run *r, const uint8_t *payload, size_t len,
 		     bool *partial)
 {
 	struct jstream *js = jstream_new(max_value, r->max_depth);
-	struct jstream_handler h = { on_value, skipped ? on_skipped : NULL, r };
+	struct jstream_handler h = { on_value, skipped ? on_skipped : NULL, r, NULL };
 	enum end end = END_NONE;
 	size_t off = 0, k = 0;
 
