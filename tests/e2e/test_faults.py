@@ -39,6 +39,10 @@ from collections import namedtuple
 import pytest
 
 from conftest import CHAT, CHAT5, SERVER5, TIMEOUT, connect
+from relay_helpers import (  # noqa: F401 (closing is a fixture)
+    _lines, chat_obj, closing, count_lines, ctl_obj, dump_proc, evicted_rx, find_line, loop,
+    send_quietly, subscribed_rx, unsubscribed_rx, wait_count, wait_eof, wait_line, wait_until, wire,
+)
 
 # ---------------------------------------------------------------------------
 # Programs, with output pumps that keep up with 100,000 lines
@@ -220,128 +224,9 @@ def fprocs():
     assert not reports, "sanitizer reports:\n" + "\n".join(reports[:20])
 
 
-@pytest.fixture
-def closing():
-    """Collects things with a close() method to close at the end."""
-    things = []
-
-    def add(x):
-        things.append(x)
-        return x
-
-    yield add
-    for x in reversed(things):
-        try:
-            x.close()
-        except OSError:
-            pass
-
-
 # ---------------------------------------------------------------------------
 # Waiting, log lines, wire format (as in test_relay.py)
 # ---------------------------------------------------------------------------
-
-
-def wait_until(cond, timeout=None, what="condition", dump=None):
-    deadline = time.monotonic() + (timeout or TIMEOUT)
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            extra = ("\n" + dump()) if dump else ""
-            raise AssertionError("timed out after %ss waiting for %s%s" % (timeout or TIMEOUT, what, extra))
-        time.sleep(0.01)
-
-
-def _lines(proc, stream="err"):
-    with proc._lock:
-        return list(proc.err_lines if stream == "err" else proc.out_lines)
-
-
-def find_line(proc, pattern, stream="err"):
-    rx = re.compile(pattern)
-    for i, line in enumerate(_lines(proc, stream)):
-        if rx.search(line):
-            return i
-    return None
-
-
-def count_lines(proc, pattern, stream="err"):
-    rx = re.compile(pattern)
-    return sum(1 for line in _lines(proc, stream) if rx.search(line))
-
-
-def dump_proc(proc):
-    return lambda: "%s\nstdout: %r\nstderr: %r" % (proc.argv, _lines(proc, "out")[-20:], _lines(proc, "err")[-60:])
-
-
-def wait_line(proc, pattern, timeout=None, stream="err"):
-    """Waits for a line matching pattern anywhere in proc's output; returns its index."""
-    found = []
-
-    def cond():
-        i = find_line(proc, pattern, stream)
-        if i is not None:
-            found.append(i)
-            return True
-        return False
-
-    wait_until(cond, timeout, "%s line matching %r" % (stream, pattern), dump_proc(proc))
-    return found[0]
-
-
-def wait_count(proc, pattern, n, timeout=None, stream="err"):
-    wait_until(lambda: count_lines(proc, pattern, stream) >= n, timeout,
-               "%d %s lines matching %r" % (n, stream, pattern), dump_proc(proc))
-
-
-def chat_obj(seq, user, message):
-    return {"seq": seq, "user": user, "message": message}
-
-
-def ctl_obj(client, op="subscribe"):
-    return {"operation": op, "client": client}
-
-
-def wire(obj):
-    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def loop(port):
-    return "127.0.0.1:%d" % port
-
-
-def subscribed_rx(port):
-    return r"(?<!un)subscribed 127\.0\.0\.1:%d\b" % port
-
-
-def unsubscribed_rx(port):
-    return r"unsubscribed 127\.0\.0\.1:%d\b" % port
-
-
-def evicted_rx(port):
-    return r"evicted 127\.0\.0\.1:%d\b" % port
-
-
-def wait_eof(sock, timeout=None):
-    """Reads sock until the other side closes it; returns the bytes."""
-    sock.settimeout(0.2)
-    deadline = time.monotonic() + (timeout or TIMEOUT)
-    got = bytearray()
-    while True:
-        try:
-            b = sock.recv(65536)
-        except socket.timeout:
-            if time.monotonic() > deadline:
-                raise AssertionError("connection not closed by the other side within %ss; got %r"
-                                     % (timeout or TIMEOUT, bytes(got[:300])))
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return bytes(got)
-        if not b:
-            return bytes(got)
-        got.extend(b)
 
 
 def still_open(sock):
@@ -357,14 +242,6 @@ def still_open(sock):
     finally:
         sock.settimeout(saved)
     return len(b) > 0
-
-
-def send_quietly(sock, data):
-    try:
-        sock.sendall(data)
-        return True
-    except (BrokenPipeError, ConnectionResetError):
-        return False
 
 
 def raise_nofile(need):

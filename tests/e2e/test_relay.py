@@ -26,101 +26,19 @@ import time
 import pytest
 
 from conftest import CHAT5, SERVER5, TIMEOUT, connect, free_port
+from relay_helpers import (  # noqa: F401 (closing is a fixture)
+    _lines, chat_obj, closing, count_lines, ctl_obj, dump_proc, evicted_rx, find_line, loop,
+    send_quietly, subscribed_rx, unsubscribed_rx, wait_count, wait_eof, wait_line, wait_until, wire,
+)
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
 
 
-def chat_obj(seq, user, message):
-    return {"seq": seq, "user": user, "message": message}
-
-
-def ctl_obj(client, op="subscribe"):
-    return {"operation": op, "client": client}
-
-
-def wire(obj):
-    """An object as our programs send it: json.dumps spacing, raw UTF-8, \\n."""
-    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
-
-
 def pystyle(obj):
     """An object as a Python client of the assignment sends it: no newline."""
     return json.dumps(obj).encode("utf-8")
-
-
-def loop(port):
-    return "127.0.0.1:%d" % port
-
-
-def subscribed_rx(port, ip=r"127\.0\.0\.1"):
-    return r"(?<!un)subscribed %s:%d\b" % (ip, port)
-
-
-def unsubscribed_rx(port):
-    return r"unsubscribed 127\.0\.0\.1:%d\b" % port
-
-
-def evicted_rx(port):
-    return r"evicted 127\.0\.0\.1:%d\b" % port
-
-
-def _lines(proc, stream):
-    with proc._lock:
-        return list(proc.err_lines if stream == "err" else proc.out_lines)
-
-
-def find_line(proc, pattern, stream="err"):
-    """Index of the first line (from the very start, whatever the harness's
-    cursor) matching pattern, or None."""
-    rx = re.compile(pattern)
-    for i, line in enumerate(_lines(proc, stream)):
-        if rx.search(line):
-            return i
-    return None
-
-
-def count_lines(proc, pattern, stream="err"):
-    rx = re.compile(pattern)
-    return sum(1 for line in _lines(proc, stream) if rx.search(line))
-
-
-def wait_until(cond, timeout=None, what="condition", dump=None):
-    deadline = time.monotonic() + (timeout or TIMEOUT)
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            extra = ("\n" + dump()) if dump else ""
-            raise AssertionError("timed out after %ss waiting for %s%s" % (timeout or TIMEOUT, what, extra))
-        time.sleep(0.01)
-
-
-def dump_proc(proc):
-    return lambda: "%s\nstdout: %r\nstderr: %r" % (proc.argv, _lines(proc, "out")[-20:], _lines(proc, "err"))
-
-
-def wait_line(proc, pattern, timeout=None, stream="err"):
-    """Waits for a line matching pattern anywhere in proc's output (not
-    only after the harness's cursor); returns its index."""
-    found = []
-
-    def cond():
-        i = find_line(proc, pattern, stream)
-        if i is not None:
-            found.append(i)
-            return True
-        return False
-
-    wait_until(cond, timeout, "%s line matching %r" % (stream, pattern), dump_proc(proc))
-    return found[0]
-
-
-def wait_count(proc, pattern, n, timeout=None, stream="err"):
-    wait_until(lambda: count_lines(proc, pattern, stream) >= n, timeout,
-               "%d %s lines matching %r" % (n, stream, pattern), dump_proc(proc))
 
 
 def complete_objects(data):
@@ -139,34 +57,6 @@ def complete_objects(data):
         except ValueError:
             return out
         out.append(obj)
-
-
-def wait_eof(sock, timeout=None):
-    """Reads sock until the peer closes it (EOF or reset); returns the bytes."""
-    sock.settimeout(0.2)
-    deadline = time.monotonic() + (timeout or TIMEOUT)
-    got = bytearray()
-    while True:
-        try:
-            b = sock.recv(65536)
-        except socket.timeout:
-            if time.monotonic() > deadline:
-                raise AssertionError("connection not closed by the other side within %ss; got %r"
-                                     % (timeout or TIMEOUT, bytes(got[:300])))
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return bytes(got)
-        if not b:
-            return bytes(got)
-        got.extend(b)
-
-
-def send_quietly(sock, data):
-    """sendall that tolerates the other side closing on us mid-way."""
-    try:
-        sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
 
 
 class SockReader:
@@ -335,23 +225,6 @@ class MultiSink:
         self._t.join(timeout=TIMEOUT)
         for s in self._socks:
             s.close()
-
-
-@pytest.fixture
-def closing():
-    """Collects things with a close() method to close at the end."""
-    things = []
-
-    def add(x):
-        things.append(x)
-        return x
-
-    yield add
-    for x in reversed(things):
-        try:
-            x.close()
-        except OSError:
-            pass
 
 
 def subscribe_by_hand(srv, listen_port, closing, client=None, conn=None, newline=True):
