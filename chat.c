@@ -102,10 +102,9 @@ int main(int argc, char **argv)
 	struct listener *lis;
 	struct timespec deadline;
 	const char *why, *bind_addr = NULL;
-	char err[128];
 	uint16_t port;
 	size_t i;
-	int opt, fd;
+	int opt;
 
 	log_init(argv[0]);
 	opterr = 0;	/* our own message, prefixed like every other */
@@ -148,10 +147,7 @@ int main(int argc, char **argv)
 	console_init(&copt);
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
-	fd = net_listen(bind_addr, port, err, sizeof err);
-	if (fd < 0)
-		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
-			bind_addr ? " " : "", port, err);
+	lis = inbox_listen(bind_addr, &port, MAX_CONNS);
 
 	c.links = calloc(c.nlinks ? c.nlinks : 1, sizeof *c.links);
 	if (!c.links)
@@ -172,11 +168,6 @@ int main(int argc, char **argv)
 		if (!c.links[i])
 			log_die(1, "cannot start a thread: %s", strerror(errno));
 	}
-	port = net_local_port(fd);
-	lis = listener_start(&(struct listener_config){
-		.fd = fd, .max_conns = MAX_CONNS, .handler = inbox_serve });
-	if (!lis)
-		log_die(1, "cannot start the listener: %s", strerror(errno));
 	log_info("%s listening on port %u", c.name, port);
 
 	console_read_lines(send_line, &c, PROTO_MAX_OBJECT);

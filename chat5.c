@@ -149,7 +149,7 @@ int main(int argc, char **argv)
 	const char *why, *bind_addr = NULL;
 	uint16_t port, server_port;
 	uint64_t lost;
-	int opt, fd, sfd;
+	int opt, sfd;
 
 	log_init(argv[0]);
 	opterr = 0;	/* our own message, prefixed like every other */
@@ -186,15 +186,8 @@ int main(int argc, char **argv)
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
 	/* Listen first, so the server can connect back at once. */
-	fd = net_listen(bind_addr, port, err, sizeof err);
-	if (fd < 0)
-		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
-			bind_addr ? " " : "", port, err);
-	c.port = net_local_port(fd);
-	lis = listener_start(&(struct listener_config){
-		.fd = fd, .max_conns = MAX_CONNS, .handler = inbox_serve });
-	if (!lis)
-		log_die(1, "cannot start the listener: %s", strerror(errno));
+	c.port = port;
+	lis = inbox_listen(bind_addr, &c.port, MAX_CONNS);
 	log_info("%s listening on port %u", c.name, c.port);
 
 	sfd = net_connect(host, server_port, CONNECT_TIMEOUT_MS, err, sizeof err);

@@ -1,8 +1,12 @@
 /* inbox.c - printing the chat messages that arrive on a connection. */
 #include "inbox.h"
 
+#include <errno.h>
+#include <string.h>
+
 #include "console.h"
 #include "log.h"
+#include "net.h"
 #include "proto.h"
 
 /* A half-sent object may hold a reader this long (milliseconds). */
@@ -50,4 +54,22 @@ void inbox_serve(struct conn *c, void *arg)
 	(void)arg;
 	log_debug("%s: connected", c->peer);
 	conn_read_json(c, &h, PARTIAL_TIMEOUT_MS);
+}
+
+struct listener *inbox_listen(const char *bind_addr, uint16_t *port,
+			      size_t max_conns)
+{
+	struct listener *lis;
+	char err[128];
+	int fd = net_listen(bind_addr, *port, err, sizeof err);
+
+	if (fd < 0)
+		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
+			bind_addr ? " " : "", *port, err);
+	*port = net_local_port(fd);
+	lis = listener_start(&(struct listener_config){
+		.fd = fd, .max_conns = max_conns, .handler = inbox_serve });
+	if (!lis)
+		log_die(1, "cannot start the listener: %s", strerror(errno));
+	return lis;
 }

@@ -7,7 +7,15 @@
 
 #include <json-c/json.h>
 
+#include <stdint.h>
+
 #include "listener.h"
+
+/* Listens on bind_addr (NULL: every address) and *port, and starts a
+ * listener whose connections print the chat messages they carry.  *port
+ * gets the port actually used.  On failure, says why and exits 1. */
+struct listener *inbox_listen(const char *bind_addr, uint16_t *port,
+			      size_t max_conns);
 
 /* A listener handler: prints the chat messages arriving on c. */
 void inbox_serve(struct conn *c, void *arg);
