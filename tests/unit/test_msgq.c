@@ -371,6 +371,16 @@ static void *pop_thread(void *arg)
 	return NULL;
 }
 
+static bool consumer_waiting(struct msgq *q)
+{
+	bool w;
+
+	pthread_mutex_lock(&q->lock);
+	w = q->waiting;
+	pthread_mutex_unlock(&q->lock);
+	return w;
+}
+
 static void start_popper(pthread_t *t, struct popper *p, struct msgq *q,
 			 int64_t wait_ms)
 {
@@ -382,7 +392,9 @@ static void start_popper(pthread_t *t, struct popper *p, struct msgq *q,
 	assert_int_equal(pthread_create(t, NULL, pop_thread, p), 0);
 	while (!atomic_load(&p->running))
 		sched_yield();
-	sleep_ms(100);		/* let it block in msgq_pop */
+	/* Until it sleeps in msgq_pop (bounded: 5 s). */
+	for (int i = 0; i < 5000 && !consumer_waiting(q); i++)
+		sleep_ms(1);
 }
 
 static void test_close_wakes_consumer(void **state)
@@ -438,16 +450,6 @@ static void test_push_wakes_consumer(void **state)
 	msgq_destroy(&q);
 	assert_int_equal(refs(m), 1);
 	msg_unref(m);
-}
-
-static bool consumer_waiting(struct msgq *q)
-{
-	bool w;
-
-	pthread_mutex_lock(&q->lock);
-	w = q->waiting;
-	pthread_mutex_unlock(&q->lock);
-	return w;
 }
 
 /* A deferred push owes exactly one wake-up to a sleeping consumer, and
