@@ -15,17 +15,17 @@ int addr_parse_port(const char *s, int allow_zero, uint16_t *port,
 	/* strtoul would accept signs, spaces and hex; a port is digits. */
 	for (i = 0; s[i]; i++) {
 		if (s[i] < '0' || s[i] > '9' || i >= 5) {
-			*why = "port must be a number from 0 to 65535";
+			*why = "expected a number from 0 to 65535";
 			return -1;
 		}
 		v = v * 10 + (unsigned long)(s[i] - '0');
 	}
 	if (i == 0 || v > 65535) {
-		*why = "port must be a number from 0 to 65535";
+		*why = "expected a number from 0 to 65535";
 		return -1;
 	}
 	if (v == 0 && !allow_zero) {
-		*why = "port 0 cannot be connected to";
+		*why = "port 0 cannot be connected to; expected 1 to 65535";
 		return -1;
 	}
 	*port = (uint16_t)v;
@@ -91,9 +91,9 @@ static int unmap(const struct sockaddr_in6 *sin6, struct in_addr *v4)
 	return 1;
 }
 
-/* Writes the IP into buf; sets *v6 when it is a real IPv6 address. */
+/* Writes the IP into buf and the port into *port. */
 static int format_ip(const struct sockaddr *sa, char *buf, size_t bufsz,
-		     int *v6, uint16_t *port)
+		     uint16_t *port)
 {
 	struct in_addr v4;
 	const void *src;
@@ -107,7 +107,6 @@ static int format_ip(const struct sockaddr *sa, char *buf, size_t bufsz,
 		family = AF_INET;
 		src = &sin->sin_addr;
 		*port = ntohs(sin->sin_port);
-		*v6 = 0;
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
 
@@ -115,11 +114,9 @@ static int format_ip(const struct sockaddr *sa, char *buf, size_t bufsz,
 		if (unmap(sin6, &v4)) {
 			family = AF_INET;
 			src = &v4;
-			*v6 = 0;
 		} else {
 			family = AF_INET6;
 			src = &sin6->sin6_addr;
-			*v6 = 1;
 		}
 	} else {
 		return -1;
@@ -129,22 +126,49 @@ static int format_ip(const struct sockaddr *sa, char *buf, size_t bufsz,
 
 int addr_format_ip(const struct sockaddr *sa, char *buf, size_t bufsz)
 {
-	int v6;
 	uint16_t port;
 
-	return format_ip(sa, buf, bufsz, &v6, &port);
+	return format_ip(sa, buf, bufsz, &port);
+}
+
+uint16_t addr_port(const struct sockaddr *sa)
+{
+	char ip[INET6_ADDRSTRLEN + 1];
+	uint16_t port = 0;
+
+	return format_ip(sa, ip, sizeof ip, &port) < 0 ? 0 : port;
 }
 
 int addr_format(const struct sockaddr *sa, char *buf, size_t bufsz)
 {
 	char ip[INET6_ADDRSTRLEN + 1];
-	int v6;
 	uint16_t port;
 
-	if (format_ip(sa, ip, sizeof ip, &v6, &port) < 0)
+	if (format_ip(sa, ip, sizeof ip, &port) < 0)
 		return -1;
-	(void)v6;
 	return addr_join(ip, port, buf, bufsz);
+}
+
+int addr_canonical_ip(const char *host, char *buf, size_t bufsz)
+{
+	unsigned char bin[sizeof(struct in6_addr)];
+
+	if (inet_pton(AF_INET, host, bin) == 1)
+		return inet_ntop(AF_INET, bin, buf, (socklen_t)bufsz) ? 0 : -1;
+	if (inet_pton(AF_INET6, host, bin) == 1) {
+		struct sockaddr_in6 sin6;
+
+		memset(&sin6, 0, sizeof sin6);
+		sin6.sin6_family = AF_INET6;
+		memcpy(&sin6.sin6_addr, bin, sizeof sin6.sin6_addr);
+		return addr_format_ip((struct sockaddr *)&sin6, buf, bufsz);
+	}
+	return -1;
+}
+
+bool addr_is_loopback(const char *ip)
+{
+	return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0;
 }
 
 int addr_join(const char *ip, uint16_t port, char *buf, size_t bufsz)

@@ -5,6 +5,7 @@
 #ifndef ADDR_H
 #define ADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -33,6 +34,14 @@ int addr_format(const struct sockaddr *sa, char *buf, size_t bufsz);
 
 /* Formats only the IP (IPv4-mapped printed as IPv4, IPv6 unbracketed). */
 int addr_format_ip(const struct sockaddr *sa, char *buf, size_t bufsz);
+/* The port of a socket address (0 if not IP). */
+uint16_t addr_port(const struct sockaddr *sa);
+
+/* A numeric IP in the form addr_format_ip prints ("::ffff:127.0.0.1" is
+ * "127.0.0.1"); -1 when host is not a numeric address. */
+int addr_canonical_ip(const char *host, char *buf, size_t bufsz);
+/* Whether an IP in that form is a loopback address. */
+bool addr_is_loopback(const char *ip);
 
 /* Joins an IP and a port into "IP:PORT", bracketing IPv6. */
 int addr_join(const char *ip, uint16_t port, char *buf, size_t bufsz);

@@ -1,75 +1,105 @@
 /* chat5.c - the relay's client (question 2 of the assignment).
  *
- *   chat5 NAME PORT SERVER_HOST:PORT
+ *   chat5 NAME PORT SERVER_HOST:PORT[,SERVER_HOST:PORT...]
  *
- * Threads: the main thread reads typed lines and queues them on the link
- * to the server; the link's thread writes them (subscribing first, again
- * after every reconnection) and prints messages the server writes back on
- * that connection; the listener thread accepts the server's connections to
- * PORT, and each one's reader thread prints the messages relayed on it. */
+ * Threads: the main thread reads typed lines and offers them to the link
+ * to the server, reading no faster than the server takes them; the link's
+ * thread writes them (subscribing first, again after every reconnection,
+ * to the next server of the list when one goes away) and prints messages
+ * the server writes back on that connection; the listener thread accepts
+ * the server's connections to PORT, and each one's reader thread prints
+ * the messages relayed on it. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
-#include "addr.h"
+#include "charset.h"
+#include "cli.h"
 #include "console.h"
 #include "inbox.h"
 #include "link.h"
 #include "listener.h"
 #include "log.h"
 #include "net.h"
+#include "outbox.h"
 #include "proto.h"
 #include "signals.h"
-#include "thread.h"
 
 #define MAX_CONNS 64			/* incoming connections at once */
 #define QUEUE_MSGS 1000			/* typed while the server is away */
 #define QUEUE_BYTES (8u << 20)
 #define CONNECT_TIMEOUT_MS 5000
-#define EXIT_DRAIN_MS 5000
+#define MAX_SERVERS 16
 
-static const char usage_line[] =
-	"usage: chat5 [-hqv] [--version] [--bind ADDR] [--no-color] [--timestamps]\n"
-	"             NAME PORT SERVER_HOST:PORT\n";
+static struct cli cli = {
+	.usage = "usage: chat5 [-hqv] [--version] [--bind ADDR] [--no-color] [--timestamps]\n"
+		 "             [--stall-timeout SECONDS] NAME PORT SERVER_HOST:PORT[,...]\n",
+	.help = "Chat through a server5 relay: subscribes, sends every typed line to\n"
+		"the server, prints what the server delivers as USER: MESSAGE.\n\n"
+		"  NAME              your user name (1-64 bytes, no ': ')\n"
+		"  PORT              port to listen on for deliveries (0: any free port)\n"
+		"  SERVER_HOST:PORT  the relay: 127.0.0.1:9000, [::1]:9000; several,\n"
+		"                    comma-separated, to fail over from one to the next\n"
+		"  --bind ADDR       listen on this address only (e.g. 127.0.0.1)\n"
+		"  --no-color        no colours (also when NO_COLOR is set)\n"
+		"  --timestamps      show the time each message arrived\n"
+		"  --stall-timeout S a server that takes nothing for S seconds counts\n"
+		"                    as down (default 10)\n"
+		"  -q, --quiet       only warnings on stderr\n"
+		"  -v, --verbose     also per-message detail on stderr\n"
+		"  -h, --help        this help\n"
+		"      --version     print the version\n\n"
+		"Input is read no faster than the server takes it; up to 1000 messages\n"
+		"(8 MiB) wait while it is away, the oldest dropped.\n"
+		"In a terminal: a prompt with line editing and history (GNU readline).\n"
+		"Type exit (or end the input) to unsubscribe and quit.  Exit status 1\n"
+		"when a message may not have reached the server.\n",
+};
+
+enum { OPT_NO_COLOR = CLI_OWN, OPT_TIMESTAMPS };
 
 struct chat5 {
 	const char *name;
-	const char *server;		/* as given: for log lines */
 	uint16_t port;			/* where we listen */
-	int64_t seq;
-	struct link *link;
-	unsigned complaints;		/* link thread only */
+	bool subscribed;		/* once: later ones say "again" */
+	struct log_budget budget;	/* what the server writes back */
 };
 
-static void usage_error(const char *what, const char *why)
+static void own_option(int opt, const char *value, void *arg)
 {
-	log_warn("%s%s", what, why);
-	fputs(usage_line, stderr);
-	exit(2);
+	struct console_options *copt = arg;
+
+	(void)value;
+	if (opt == OPT_NO_COLOR)
+		copt->no_color = true;
+	else if (opt == OPT_TIMESTAMPS)
+		copt->timestamps = true;
 }
 
-static void help(void)
+/* "host1:9000,host2:9000" as link targets; returns how many. */
+static size_t parse_servers(const char *list, struct link_target *t)
 {
-	printf("%s"
-	       "Chat through a server5 relay: subscribes, sends every typed line to\n"
-	       "the server, prints what the server delivers as USER: MESSAGE.\n\n"
-	       "  NAME              your user name (1-64 bytes)\n"
-	       "  PORT              port to listen on for deliveries (0: any free port)\n"
-	       "  SERVER_HOST:PORT  the relay: 127.0.0.1:9000, [::1]:9000\n"
-	       "  --bind ADDR       listen on this address only (e.g. 127.0.0.1)\n"
-	       "  --no-color        no colours (also when NO_COLOR is set)\n"
-	       "  --timestamps      show the time each message arrived\n"
-	       "  -q, --quiet       only warnings on stderr\n"
-	       "  -v, --verbose     also per-message detail on stderr\n"
-	       "  -h, --help        this help\n"
-	       "      --version     print the version\n\n"
-	       "In a terminal: a prompt with line editing and history (GNU readline).\n"
-	       "Type exit (or end the input) to unsubscribe and quit.\n",
-	       usage_line);
-	exit(0);
+	char copy[MAX_SERVERS * (ADDR_HOSTLEN + 8)], *item, *save = NULL;
+	size_t n = 0;
+
+	if (strlen(list) >= sizeof copy)
+		cli_usage_error(&cli, "bad server list '%.40s...': too long", list);
+	snprintf(copy, sizeof copy, "%s", list);
+	if (!*list || list[strlen(list) - 1] == ',' || *list == ',' || strstr(list, ",,"))
+		cli_usage_error(&cli, "bad server address '%s': expected HOST:PORT[,HOST:PORT...]", list);
+	for (item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		if (n == MAX_SERVERS)
+			cli_usage_error(&cli, "bad server list '%s': at most %d servers", list,
+					MAX_SERVERS);
+		cli_host_port(&cli, "server address", item, t[n].host, sizeof t[n].host,
+			      &t[n].port, false);
+		snprintf(t[n].name, sizeof t[n].name, "%s", item);
+		snprintf(t[n].label, sizeof t[n].label, "server %s", item);
+		n++;
+	}
+	return n;
 }
 
 /* Our address as the server should see it: the local IP of the server
@@ -86,145 +116,130 @@ static void own_address(struct chat5 *c, int fd, char *buf, size_t bufsz)
 	addr_join(ip, c->port, buf, bufsz);
 }
 
-static struct msg *subscribe_again(int fd, void *arg)
+static struct msg *subscribe(int fd, const struct link_target *t, void *arg)
 {
 	struct chat5 *c = arg;
 	char me[ADDR_STRLEN];
 
 	own_address(c, fd, me, sizeof me);
-	log_info("%s subscribed again to %s as %s", c->name, c->server, me);
+	log_info("%s subscribed %sto %s as %s", c->name, c->subscribed ? "again " : "",
+		 t->name, me);
+	c->subscribed = true;
 	return proto_encode_control(PROTO_SUBSCRIBE, me);
 }
 
-static struct msg *unsubscribe(int fd, void *arg)
+static struct msg *unsubscribe(int fd, const struct link_target *t, void *arg)
 {
 	struct chat5 *c = arg;
 	char me[ADDR_STRLEN];
 
+	(void)t;
 	own_address(c, fd, me, sizeof me);
 	return proto_encode_control(PROTO_UNSUBSCRIBE, me);
 }
 
-/* Messages a server writes back on our own connection. */
-static int from_server(void *arg, struct json_object *obj)
+/* What a server writes back on our own connection: deliveries (when it
+ * cannot connect to us), or word that it dropped us. */
+static enum link_verdict from_server(void *arg, struct json_object *obj)
 {
 	struct chat5 *c = arg;
+	struct console_batch batch = { 0 };
+	struct proto_msg m;
+	const char *why;
 
-	return inbox_value(c->server, &c->complaints, obj);
+	if (proto_decode(obj, &m, &why) == 0 && m.type == PROTO_DROPPED) {
+		log_warn("server5 dropped us (%s); subscribing again",
+			 *m.reason ? m.reason : "no reason given");
+		return LINK_RECONNECT;
+	}
+	if (inbox_take(&batch, &c->budget, obj))
+		console_batch_flush(&batch);
+	console_batch_free(&batch);
+	return LINK_GO_ON;
 }
 
-static void send_line(void *arg, const char *line, size_t len)
+/* The first server of the list that answers; dies when none does. */
+static int first_server(const struct link_target *t, size_t n, size_t *which)
 {
-	struct chat5 *c = arg;
-	struct msg *m = proto_encode_chat(c->seq, c->name, strlen(c->name), line, len);
+	char err[128], all[1024] = "";
+	size_t i, len = 0;
+	int fd;
 
-	if (!m) {
-		log_warn("message not sent: %s",
-			 errno == EMSGSIZE ? "too long" : strerror(errno));
-		return;
+	for (i = 0; i < n; i++) {
+		fd = net_connect(t[i].host, t[i].port, CONNECT_TIMEOUT_MS, err, sizeof err);
+		if (fd >= 0) {
+			*which = i;
+			return fd;
+		}
+		len += (size_t)snprintf(all + len, sizeof all - len, "%s%s: %s",
+					i ? "; " : "", t[i].name, err);
+		if (len >= sizeof all)
+			len = sizeof all - 1;
 	}
-	link_send(c->link, m);
-	msg_unref(m);
-	c->seq++;
+	log_die(1, "cannot reach server %s (is server5 running there?)", all);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "bind", required_argument, NULL, 'b' },
-		{ "no-color", no_argument, NULL, 'C' },
-		{ "timestamps", no_argument, NULL, 'T' },
+		CLI_COMMON_OPTIONS,
+		{ "no-color", no_argument, NULL, OPT_NO_COLOR },
+		{ "timestamps", no_argument, NULL, OPT_TIMESTAMPS },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct chat5 c = { 0 };
+	static struct link_target servers[MAX_SERVERS];
 	struct console_options copt = { 0 };
-	char host[ADDR_HOSTLEN], label[ADDR_HOSTLEN + 16], me[ADDR_STRLEN], err[128];
+	struct chat5 c = { 0 };
 	struct listener *lis;
-	struct timespec deadline;
-	struct msg *sub;
-	const char *why, *bind_addr = NULL;
-	uint16_t port, server_port;
-	uint64_t lost;
-	int opt, sfd;
+	struct outbox out;
+	struct link *link;
+	size_t nservers, which = 0;
+	int first = cli_parse(&cli, argc, argv, opts, own_option, &copt), fd;
+	bool delivered;
 
-	log_init(argv[0]);
-	opterr = 0;	/* our own message, prefixed like every other */
-	while ((opt = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'h': help(); break;
-		case 'q': log_set_level(LOG_QUIET); break;
-		case 'v': log_set_level(LOG_VERBOSE); break;
-		case 'V': printf("chat5 %s\n", VERSION); return 0;
-		case 'b': bind_addr = optarg; break;
-		case 'C': copt.no_color = true; break;
-		case 'T': copt.timestamps = true; break;
-		default: usage_error("bad option or missing value: ", argv[optind - 1]);
-		}
-	}
-	argc -= optind;
-	argv += optind;
-	if (argc != 3)
-		usage_error("", argc < 3 ? "NAME, PORT and SERVER_HOST:PORT are required"
-					 : "too many arguments");
-	if (!proto_name_valid(argv[0], &why))
-		usage_error("", why);
-	c.name = argv[0];
-	copt.name = c.name;
-	if (addr_parse_port(argv[1], 1, &port, &why) < 0)
-		usage_error("PORT: ", why);
-	if (addr_split(argv[2], host, sizeof host, &server_port, &why) < 0)
-		usage_error("SERVER_HOST:PORT: ", why);
-	if (!*host)
-		usage_error("SERVER_HOST:PORT: ", "empty host");
-	c.server = argv[2];
+	if (argc - first != 3)
+		cli_usage_error(&cli, argc - first < 3 ? "NAME, PORT and SERVER_HOST:PORT are missing"
+						      : "too many arguments");
+	c.name = copt.name = cli_name(&cli, argv[first]);
+	c.port = cli_port(&cli, "port", argv[first + 1], true);
+	nservers = parse_servers(argv[first + 2], servers);
+	log_budget_init(&c.budget, "the server");
 
-	console_init(&copt);
+	charset_init();
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
+	console_init(&copt);
 	/* Listen first, so the server can connect back at once. */
-	c.port = port;
-	lis = inbox_listen(bind_addr, &c.port, MAX_CONNS);
+	lis = inbox_listen(cli.bind, &c.port, MAX_CONNS, 0);
 	log_info("%s listening on port %u", c.name, c.port);
+	fd = first_server(servers, nservers, &which);
 
-	sfd = net_connect(host, server_port, CONNECT_TIMEOUT_MS, err, sizeof err);
-	if (sfd < 0)
-		log_die(1, "cannot reach server %s: %s", c.server, err);
-	own_address(&c, sfd, me, sizeof me);
-	sub = proto_encode_control(PROTO_SUBSCRIBE, me);
-	if (!sub || net_write_all(sfd, sub->data, sub->len) < 0)
-		log_die(1, "cannot subscribe to %s: %s", c.server, strerror(errno));
-	msg_unref(sub);
-	log_info("%s subscribed to %s as %s", c.name, c.server, me);
-
-	snprintf(label, sizeof label, "server %s", c.server);
-	c.link = link_start(&(struct link_config){
-		.label = label,
-		.host = host,
-		.port = server_port,
+	outbox_init(&out, c.name, 1);
+	link = link_start(&(struct link_config){
+		.targets = servers,
+		.ntargets = nservers,
 		.lazy = false,		/* stay subscribed: reconnect at once */
 		.max_msgs = QUEUE_MSGS,
 		.max_bytes = QUEUE_BYTES,
-		.greeting = subscribe_again,
+		.stall_ms = cli.stall_ms,
+		.room = &out.room,
+		.greeting = subscribe,
 		.farewell = unsubscribe,
 		.on_value = from_server,
 		.arg = &c,
-	}, sfd);
-	if (!c.link)
+	}, fd, which);
+	if (!link)
 		log_die(1, "cannot start a thread: %s", strerror(errno));
+	outbox_set(&out, 0, link, nservers > 1 ? "the servers" : servers[0].label);
 
-	console_read_lines(send_line, &c, PROTO_MAX_OBJECT);
+	console_read_lines(&(struct console_input){
+		.on_line = outbox_line, .busy = outbox_busy,
+		.busy_fd = outbox_busy_fd(&out), .arg = &out, .max_line = PROTO_MAX_OBJECT });
 
 	/* What was typed, then the unsubscribe, then close. */
-	deadline = mono_after(EXIT_DRAIN_MS);
-	link_close(c.link, &deadline);
-	lost = link_join(c.link);
-	if (lost > 0)
-		log_warn("%llu message(s) never reached the server",
-			 (unsigned long long)lost);
+	delivered = outbox_close(&out);
 	listener_stop(lis);
-	return 0;
+	log_budget_flush(&c.budget);
+	charset_free();
+	return delivered ? 0 : 1;
 }

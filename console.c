@@ -1,16 +1,20 @@
 /* console.c - typed lines in, received messages out.
  *
  * Two ways to run, chosen once by console_init:
- *  - plain (stdin or stdout is not a terminal): reader threads print under
- *    a lock, the main thread reads stdin with read(2);
+ *  - plain (stdin or stdout is not a terminal): reader threads write their
+ *    batches to stdout under a lock, the main thread reads stdin with
+ *    read(2);
  *  - interactive (both are terminals, GNU readline available): the main
  *    thread owns the terminal.  It drives readline's callback interface
- *    from poll(), and reader threads queue formatted lines for it, waking
- *    it through a pipe.  So nothing ever writes over the line being typed. */
+ *    from poll(), and reader threads queue their lines for it, waking it
+ *    through a pipe.  So nothing ever writes over the line being typed.
+ *
+ * Either way the main thread may stop reading input while the line before
+ * waits for room (flow control), and goes on printing meanwhile: the path
+ * that drains incoming messages never waits for the path that sends. */
 #include "console.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,8 +33,9 @@
 #include "sanitize.h"
 #include "signals.h"
 #include "thread.h"
+#include "wake.h"
 
-#define PENDING_MAX 256		/* lines waiting for the main thread */
+#define PENDING_MAX 256		/* batches waiting for the main thread */
 
 static struct {
 	bool color;
@@ -39,29 +44,33 @@ static struct {
 	char prompt[PROTO_MAX_NAME + 8];
 } con;
 
-/* Lines for the main thread while it runs the interactive prompt. */
+/* Text for the main thread while it runs the interactive prompt. */
+struct pending_text {
+	char *text;
+	bool diag;		/* a log line, for stderr */
+};
+
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t space;
-	struct line {
-		char *text;
-		bool diag;	/* a log line, for stderr */
-	} lines[PENDING_MAX];
+	struct pending_text items[PENDING_MAX];
 	size_t head, n;
-	bool active;		/* the main thread is taking lines */
-	int wake[2];
+	bool active;		/* the main thread is taking them */
+	struct wake wake;
 } pending = { .lock = PTHREAD_MUTEX_INITIALIZER, .space = PTHREAD_COND_INITIALIZER,
-	      .wake = { -1, -1 } };
+	      .wake = { { -1, -1 } } };
 
 static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---------------------------------------------------------------------
- * Formatting a received message
+ * Formatting received messages
  * ------------------------------------------------------------------- */
 
-const char *console_name_color(const char *user, size_t user_len)
+/* The colour (an SGR parameter) a user name is shown in: the same name
+ * always gets the same one; readable on dark and light backgrounds, red
+ * left for errors. */
+static const char *name_color(const char *user, size_t user_len)
 {
-	/* Readable on dark and light backgrounds; red is left for errors. */
 	static const char *const palette[] = {
 		"32", "33", "34", "35", "36", "92", "93", "94", "95", "96",
 	};
@@ -73,84 +82,146 @@ const char *console_name_color(const char *user, size_t user_len)
 	return palette[h % (sizeof palette / sizeof palette[0])];
 }
 
-/* "[12:34:56] USER: MESSAGE\n", safe, coloured if wanted; malloc'd. */
-static char *format_chat(const char *user, size_t user_len, const char *text,
-			 size_t text_len, size_t *len)
+static bool reserve(struct console_batch *b, size_t more)
 {
-	size_t cap = SANITIZE_MAX(user_len) + SANITIZE_MAX(text_len) + 64;
-	char *out = malloc(cap);
-	size_t n = 0;
+	size_t cap;
+	char *buf;
 
-	if (!out)
-		return NULL;
+	if (b->len + more <= b->cap)
+		return true;
+	cap = b->cap ? b->cap : 4096;
+	while (cap < b->len + more)
+		cap *= 2;
+	buf = realloc(b->buf, cap);
+	if (!buf)
+		return false;
+	b->buf = buf;
+	b->cap = cap;
+	return true;
+}
+
+/* A user name that holds ": " is quoted, so that "a: fake" cannot pass
+ * for a line from "a". */
+static size_t put_user(char *out, size_t cap, const char *user, size_t user_len)
+{
+	char *safe = out + cap / 2;	/* the back half as scratch */
+	size_t n = sanitize_text(user, user_len, safe, cap / 2), o = 0, i;
+
+	if (!strstr(safe, ": ")) {
+		memmove(out, safe, n + 1);
+		return n;
+	}
+	out[o++] = '"';
+	for (i = 0; i < n && o + 3 < cap / 2; i++) {
+		if (safe[i] == '"' || safe[i] == '\\')
+			out[o++] = '\\';
+		out[o++] = safe[i];
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+	return o;
+}
+
+void console_batch_add(struct console_batch *b, const char *user, size_t user_len,
+		       const char *text, size_t text_len)
+{
+	/* Quoting doubles a sanitized name at worst; the name is done in a
+	 * scratch area twice its size. */
+	size_t need = 4 * SANITIZE_MAX(user_len) + SANITIZE_MAX(text_len) + 64, n;
+	char *out;
+
+	if (!reserve(b, need)) {
+		log_warn("out of memory: a message was not shown");
+		return;
+	}
+	out = b->buf + b->len;
+	n = 0;
 	if (con.timestamps) {
 		time_t now = time(NULL);
 		struct tm tm;
 
 		if (localtime_r(&now, &tm))
-			n += strftime(out, cap, "[%H:%M:%S] ", &tm);
+			n += strftime(out, need, "[%H:%M:%S] ", &tm);
 	}
 	if (con.color)
-		n += (size_t)snprintf(out + n, cap - n, "\033[1;%sm",
-				      console_name_color(user, user_len));
-	n += sanitize_text(user, user_len, out + n, cap - n);
+		n += (size_t)snprintf(out + n, need - n, "\033[1;%sm", name_color(user, user_len));
+	n += put_user(out + n, 4 * SANITIZE_MAX(user_len), user, user_len);
 	if (con.color)
-		n += (size_t)snprintf(out + n, cap - n, "\033[0m");
+		n += (size_t)snprintf(out + n, need - n, "\033[0m");
 	out[n++] = ':';
 	out[n++] = ' ';
-	n += sanitize_text(text, text_len, out + n, cap - n - 1);
+	n += sanitize_text(text, text_len, out + n, need - n - 1);
 	out[n++] = '\n';
-	out[n] = '\0';
-	*len = n;
-	return out;
+	b->len += n;
 }
 
-static void print_now(const char *line, size_t len)
+void console_batch_free(struct console_batch *b)
 {
-	lock(&print_lock);
-	fwrite(line, 1, len, stdout);
-	fflush(stdout);
-	unlock(&print_lock);
+	free(b->buf);
+	b->buf = NULL;
+	b->len = b->cap = 0;
 }
 
-/* Appends a line for the main thread; pending.lock is held. */
-static void queue_line(char *text, bool diag)
-{
-	char b = 1;
-	struct line *l = &pending.lines[(pending.head + pending.n++) % PENDING_MAX];
+/* ---------------------------------------------------------------------
+ * Printing
+ * ------------------------------------------------------------------- */
 
-	l->text = text;
-	l->diag = diag;
-	if (write(pending.wake[1], &b, 1) < 0) {
-		/* full pipe: the main thread is awake anyway */
+static void write_all(int fd, const char *p, size_t len)
+{
+	static bool failed;	/* under print_lock */
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (!failed)
+				log_warn("cannot write to standard output: %s; "
+					 "messages are no longer shown", strerror(errno));
+			failed = true;
+			return;
+		}
+		p += n;
+		len -= (size_t)n;
 	}
 }
 
-void console_print_chat(const char *user, size_t user_len, const char *text,
-			size_t text_len)
+/* Appends text for the main thread; pending.lock is held. */
+static void queue_text(char *text, bool diag)
 {
-	size_t len;
-	char *line = format_chat(user, user_len, text, text_len, &len);
+	struct pending_text *t = &pending.items[(pending.head + pending.n++) % PENDING_MAX];
+
+	t->text = text;
+	t->diag = diag;
+	wake_poke(&pending.wake);
+}
+
+void console_batch_flush(struct console_batch *b)
+{
+	char *copy = NULL;
 	bool queued = false;
 
-	if (!line) {
-		log_warn("out of memory: a message was not shown");
+	if (b->len == 0)
 		return;
-	}
 	lock(&pending.lock);
 	/* Wait for room rather than drop: the sender's TCP window then
 	 * slows it down. */
 	while (pending.active && pending.n == PENDING_MAX)
-		pthread_cond_wait(&pending.space, &pending.lock);
-	if (pending.active) {
-		queue_line(line, false);
+		must(pthread_cond_wait(&pending.space, &pending.lock), "pthread_cond_wait");
+	if (pending.active && (copy = malloc(b->len + 1)) != NULL) {
+		memcpy(copy, b->buf, b->len);
+		copy[b->len] = '\0';
+		queue_text(copy, false);
 		queued = true;
 	}
 	unlock(&pending.lock);
 	if (!queued) {
-		print_now(line, len);
-		free(line);
+		lock(&print_lock);
+		write_all(STDOUT_FILENO, b->buf, b->len);
+		unlock(&print_lock);
 	}
+	b->len = 0;
 }
 
 /* log.c's sink: diagnostics go above the prompt too.  Never waits (the
@@ -163,7 +234,7 @@ static void log_sink(const char *line, size_t len)
 	if (pending.active && pending.n < PENDING_MAX && (copy = malloc(len + 1))) {
 		memcpy(copy, line, len);
 		copy[len] = '\0';
-		queue_line(copy, true);
+		queue_text(copy, true);
 	}
 	unlock(&pending.lock);
 	if (!copy && write(STDERR_FILENO, line, len) < 0) {
@@ -185,8 +256,10 @@ void console_init(const struct console_options *opt)
 	con.timestamps = opt->timestamps;
 #ifdef HAVE_READLINE
 	con.interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
-	if (con.interactive)
+	if (con.interactive) {
 		log_set_sink(log_sink);
+		signals_watch_resize();
+	}
 #endif
 	snprintf(con.prompt, sizeof con.prompt, "%s> ", opt->name);
 }
@@ -197,8 +270,7 @@ void console_init(const struct console_options *opt)
 
 /* Handles one complete line (newline already removed; line has room for
  * a NUL); returns true when it was "exit". */
-static bool take_line(char *line, size_t len,
-		      void (*on_line)(void *, const char *, size_t), void *arg)
+static bool take_line(const struct console_input *in, char *line, size_t len)
 {
 	if (len > 0 && line[len - 1] == '\r')
 		len--;
@@ -206,7 +278,7 @@ static bool take_line(char *line, size_t len,
 	if (len == 4 && memcmp(line, "exit", 4) == 0)
 		return true;
 	if (strspn(line, " \t") != len)
-		on_line(arg, line, len);
+		in->on_line(in->arg, line, len);
 	return false;
 }
 
@@ -214,81 +286,98 @@ static bool take_line(char *line, size_t len,
  * Plain: read(2) on stdin
  * ------------------------------------------------------------------- */
 
-static enum console_end read_plain(void (*on_line)(void *, const char *, size_t),
-				   void *arg, size_t max_line)
+struct plain {
+	const struct console_input *in;
+	char *buf;
+	size_t have;
+	bool discarding;	/* inside an over-long line */
+	bool eof;
+};
+
+/* Passes on the complete lines in the buffer while there is room for
+ * them; true when one was "exit". */
+static bool plain_lines(struct plain *p)
 {
-	struct pollfd pfd[2] = {
-		{ .fd = STDIN_FILENO, .events = POLLIN },
-		{ .fd = signals_fd(), .events = POLLIN },
-	};
-	char *buf = malloc(max_line + 2);
-	size_t have = 0;
-	bool discarding = false;	/* inside an over-long line */
+	char *nl;
+
+	while (!p->in->busy(p->in->arg) && (nl = memchr(p->buf, '\n', p->have)) != NULL) {
+		size_t len = (size_t)(nl - p->buf);
+		bool quit = false;
+
+		if (p->discarding)
+			p->discarding = false;
+		else
+			quit = take_line(p->in, p->buf, len);
+		memmove(p->buf, nl + 1, p->have - len - 1);
+		p->have -= len + 1;
+		if (quit)
+			return true;
+	}
+	if (p->have > p->in->max_line) {
+		if (!p->discarding)
+			log_warn("line longer than %zu bytes not sent", p->in->max_line);
+		p->discarding = true;
+		p->have = 0;
+	}
+	return false;
+}
+
+/* Reads what stdin has; false on an error. */
+static bool plain_read(struct plain *p)
+{
+	ssize_t n = read(STDIN_FILENO, p->buf + p->have, p->in->max_line + 1 - p->have);
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	if (n < 0) {
+		log_warn("reading standard input: %s", strerror(errno));
+		return false;
+	}
+	if (n == 0)
+		p->eof = true;
+	p->have += (size_t)n;
+	return true;
+}
+
+static enum console_end read_plain(const struct console_input *in)
+{
+	struct plain p = { .in = in, .buf = malloc(in->max_line + 2) };
 	enum console_end end = CONSOLE_ERROR;
 
-	if (!buf)
-		return CONSOLE_ERROR;
-	for (;;) {
-		ssize_t n;
-		char *nl;
+	while (p.buf) {
+		bool busy = in->busy(in->arg), complete = memchr(p.buf, '\n', p.have) != NULL;
+		struct pollfd pfd[2] = {
+			{ .fd = signals_fd(), .events = POLLIN },
+			{ .fd = busy ? in->busy_fd : STDIN_FILENO, .events = POLLIN },
+		};
 
+		if (!busy && complete) {
+			if (plain_lines(&p)) {
+				end = CONSOLE_EXIT;
+				break;
+			}
+			continue;
+		}
+		if (!busy && p.eof) {
+			/* A last line without a newline still counts. */
+			end = p.have > 0 && !p.discarding && take_line(in, p.buf, p.have)
+				      ? CONSOLE_EXIT : CONSOLE_EOF;
+			break;
+		}
 		if (signals_caught()) {
 			end = CONSOLE_SIGNAL;
 			break;
 		}
-		if (poll(pfd, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
 			log_warn("poll: %s", strerror(errno));
 			break;
 		}
-		if (pfd[1].revents) {
-			end = CONSOLE_SIGNAL;
+		if (pfd[0].revents)
+			signals_drain();
+		if (!busy && pfd[1].revents && !plain_read(&p))
 			break;
-		}
-		if (!pfd[0].revents)
-			continue;
-		n = read(STDIN_FILENO, buf + have, max_line + 1 - have);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			log_warn("reading standard input: %s", strerror(errno));
-			break;
-		}
-		if (n == 0) {
-			/* A last line without a newline still counts. */
-			if (have > 0 && !discarding &&
-			    take_line(buf, have, on_line, arg)) {
-				end = CONSOLE_EXIT;
-				break;
-			}
-			end = CONSOLE_EOF;
-			break;
-		}
-		have += (size_t)n;
-		while ((nl = memchr(buf, '\n', have)) != NULL) {
-			size_t len = (size_t)(nl - buf);
-			bool quit = false;
-
-			if (discarding)
-				discarding = false;
-			else
-				quit = take_line(buf, len, on_line, arg);
-			memmove(buf, nl + 1, have - len - 1);
-			have -= len + 1;
-			if (quit) {
-				free(buf);
-				return CONSOLE_EXIT;
-			}
-		}
-		if (have > max_line) {
-			if (!discarding)
-				log_warn("line longer than %zu bytes not sent", max_line);
-			discarding = true;
-			have = 0;
-		}
 	}
-	free(buf);
+	free(p.buf);
 	return end;
 }
 
@@ -300,9 +389,7 @@ static enum console_end read_plain(void (*on_line)(void *, const char *, size_t)
 
 /* readline hands complete lines to a callback without a context pointer. */
 static struct {
-	void (*on_line)(void *, const char *, size_t);
-	void *arg;
-	size_t max_line;
+	const struct console_input *in;
 	bool done;
 	enum console_end end;
 } typed;
@@ -319,12 +406,12 @@ static void on_readline(char *line)
 		return;
 	}
 	len = strlen(line);
-	if (len > typed.max_line) {
-		log_warn("line longer than %zu bytes not sent", typed.max_line);
+	if (len > typed.in->max_line) {
+		log_warn("line longer than %zu bytes not sent", typed.in->max_line);
 	} else {
 		if (strspn(line, " \t") != len)
 			add_history(line);
-		if (take_line(line, len, typed.on_line, typed.arg)) {
+		if (take_line(typed.in, line, len)) {
 			typed.done = true;
 			typed.end = CONSOLE_EXIT;
 			/* Now, or readline draws a last prompt. */
@@ -334,17 +421,15 @@ static void on_readline(char *line)
 	free(line);
 }
 
-/* Takes the queued lines (the caller frees them); returns how many. */
-static size_t take_pending(struct line lines[PENDING_MAX])
+/* Takes the queued texts (the caller frees them); returns how many. */
+static size_t take_pending(struct pending_text items[PENDING_MAX])
 {
-	char buf[64];
 	size_t n = 0;
 
-	while (read(pending.wake[0], buf, sizeof buf) > 0) {
-	}
+	wake_drain(&pending.wake);
 	lock(&pending.lock);
 	while (pending.n > 0) {
-		lines[n++] = pending.lines[pending.head];
+		items[n++] = pending.items[pending.head];
 		pending.head = (pending.head + 1) % PENDING_MAX;
 		pending.n--;
 	}
@@ -353,28 +438,28 @@ static size_t take_pending(struct line lines[PENDING_MAX])
 	return n;
 }
 
-static void put_lines(struct line lines[], size_t n)
+static void put_pending(struct pending_text items[], size_t n)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		fputs(lines[i].text, lines[i].diag ? stderr : stdout);
-		fflush(lines[i].diag ? stderr : stdout);
-		free(lines[i].text);
+		fputs(items[i].text, items[i].diag ? stderr : stdout);
+		fflush(items[i].diag ? stderr : stdout);
+		free(items[i].text);
 	}
 }
 
 /* Prints queued messages above the prompt, then redraws what was typed. */
 static void show_pending(void)
 {
-	struct line lines[PENDING_MAX];
-	size_t n = take_pending(lines);
+	struct pending_text items[PENDING_MAX];
+	size_t n = take_pending(items);
 
 	if (n == 0)
 		return;
 	rl_clear_visible_line();
 	fflush(stdout);		/* before any stderr line goes out */
-	put_lines(lines, n);
+	put_pending(items, n);
 	rl_forced_update_display();
 }
 
@@ -386,49 +471,54 @@ static void set_active(bool on)
 	unlock(&pending.lock);
 }
 
-static enum console_end read_interactive(void (*on_line)(void *, const char *, size_t),
-					 void *arg, size_t max_line)
+/* One round of the loop: waits, then handles what woke it. */
+static void interactive_round(const struct console_input *in)
 {
-	int i;
+	bool busy = in->busy(in->arg);
+	struct pollfd pfd[3] = {
+		{ .fd = signals_fd(), .events = POLLIN },
+		{ .fd = wake_fd(&pending.wake), .events = POLLIN },
+		{ .fd = busy ? in->busy_fd : STDIN_FILENO, .events = POLLIN },
+	};
 
-	if (pipe(pending.wake) < 0)
-		return read_plain(on_line, arg, max_line);
-	for (i = 0; i < 2; i++) {
-		fcntl(pending.wake[i], F_SETFL, O_NONBLOCK);
-		fcntl(pending.wake[i], F_SETFD, FD_CLOEXEC);
+	if (poll(pfd, 3, -1) < 0) {
+		if (errno != EINTR) {
+			log_warn("poll: %s", strerror(errno));
+			typed.done = true;
+		}
+		return;
 	}
-	typed.on_line = on_line;
-	typed.arg = arg;
-	typed.max_line = max_line;
+	if (signals_caught()) {
+		typed.end = CONSOLE_SIGNAL;
+		typed.done = true;
+		return;
+	}
+	if (pfd[0].revents)
+		signals_drain();
+	/* The window changed: readline wraps at the new width. */
+	if (signals_take_resize())
+		rl_resize_terminal();
+	if (pfd[1].revents)
+		show_pending();
+	if (!busy && (pfd[2].revents & (POLLIN | POLLHUP | POLLERR)))
+		rl_callback_read_char();
+}
+
+static enum console_end read_interactive(const struct console_input *in)
+{
+	if (wake_init(&pending.wake) < 0)
+		return read_plain(in);
+	typed.in = in;
 	typed.done = false;
 	typed.end = CONSOLE_ERROR;
-	/* Our own handlers turn SIGINT/SIGTERM into an event. */
+	/* Our own handlers turn signals into events; readline must not
+	 * install its own, nor its SIGWINCH one. */
 	rl_catch_signals = 0;
+	rl_catch_sigwinch = 0;
 	rl_callback_handler_install(con.prompt, on_readline);
 	set_active(true);
-
-	while (!typed.done) {
-		struct pollfd pfd[3] = {
-			{ .fd = STDIN_FILENO, .events = POLLIN },
-			{ .fd = signals_fd(), .events = POLLIN },
-			{ .fd = pending.wake[0], .events = POLLIN },
-		};
-
-		if (poll(pfd, 3, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			log_warn("poll: %s", strerror(errno));
-			break;
-		}
-		if (pfd[1].revents || signals_caught()) {
-			typed.end = CONSOLE_SIGNAL;
-			break;
-		}
-		if (pfd[2].revents)
-			show_pending();
-		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))
-			rl_callback_read_char();
-	}
+	while (!typed.done)
+		interactive_round(in);
 
 	/* Leave the terminal as it was, then print directly again. */
 	if (typed.end == CONSOLE_SIGNAL || typed.end == CONSOLE_ERROR) {
@@ -437,25 +527,21 @@ static enum console_end read_interactive(void (*on_line)(void *, const char *, s
 	}
 	set_active(false);
 	{
-		struct line lines[PENDING_MAX];
+		struct pending_text items[PENDING_MAX];
 
-		put_lines(lines, take_pending(lines));
+		put_pending(items, take_pending(items));
 	}
-	close(pending.wake[0]);
-	close(pending.wake[1]);
+	wake_close(&pending.wake);
 	return typed.end;
 }
 
 #endif
 
-enum console_end console_read_lines(void (*on_line)(void *arg,
-						    const char *line,
-						    size_t len),
-				    void *arg, size_t max_line)
+enum console_end console_read_lines(const struct console_input *in)
 {
 #ifdef HAVE_READLINE
 	if (con.interactive)
-		return read_interactive(on_line, arg, max_line);
+		return read_interactive(in);
 #endif
-	return read_plain(on_line, arg, max_line);
+	return read_plain(in);
 }

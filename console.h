@@ -1,12 +1,14 @@
 /* console.h - the user's side: typed lines in, received messages out.
  *
  * In a pipe (what graders use): no prompt, no colour, each received
- * message printed as one "USER: MESSAGE" line and flushed at once.
+ * message printed as one "USER: MESSAGE" line, each batch of them written
+ * at once and never held back.
  *
  * In a terminal (stdin and stdout both TTYs, and built with GNU readline):
- * a "NAME> " prompt with line editing and history.  Reader threads do not
- * write to the terminal; they hand lines to the main thread, which prints
- * them above the prompt and redraws the half-typed line intact. */
+ * a "NAME> " prompt with line editing and history that follows the
+ * window's size.  Reader threads do not write to the terminal; they hand
+ * lines to the main thread, which prints them above the prompt and redraws
+ * the half-typed line intact. */
 #ifndef CONSOLE_H
 #define CONSOLE_H
 
@@ -19,27 +21,42 @@ struct console_options {
 	bool timestamps;	/* --timestamps: "[HH:MM:SS] " before each line */
 };
 
-/* Decides how to talk to the user; call once, before any thread starts. */
+/* Decides how to talk to the user; call once, before any thread starts
+ * (and after signals_init). */
 void console_init(const struct console_options *opt);
 
-/* Prints one received chat message, made safe for a terminal; any thread. */
-void console_print_chat(const char *user, size_t user_len, const char *text,
-			size_t text_len);
+/* Received messages, formatted by a reader thread and printed together. */
+struct console_batch {
+	char *buf;
+	size_t len, cap;
+};
+
+/* Appends "USER: MESSAGE", made safe for a terminal. */
+void console_batch_add(struct console_batch *b, const char *user, size_t user_len,
+		       const char *text, size_t text_len);
+/* Prints what was added, at once; in a terminal, waits while the main
+ * thread has too many lines to print already.  Any thread. */
+void console_batch_flush(struct console_batch *b);
+void console_batch_free(struct console_batch *b);
+
+/* Where typed lines go.  on_line is called for each one; while busy()
+ * returns true (the line before is still waiting for room), no more are
+ * read, and busy() is asked again whenever busy_fd is readable.  Meanwhile
+ * messages keep being printed and the prompt stays alive. */
+struct console_input {
+	void (*on_line)(void *arg, const char *line, size_t len);
+	bool (*busy)(void *arg);
+	int busy_fd;
+	void *arg;
+	size_t max_line;	/* longer lines are refused with a warning */
+};
 
 enum console_end { CONSOLE_EXIT, CONSOLE_EOF, CONSOLE_SIGNAL, CONSOLE_ERROR };
 
-/* Reads typed lines until the line "exit", end of input, or SIGINT/SIGTERM
- * (see signals.h).  Trailing "\r\n" or "\n" is stripped, blank lines are
- * ignored, and each other line is passed to on_line.  A line longer than
- * max_line bytes is discarded with a warning.  Afterwards messages are
- * printed directly again. */
-enum console_end console_read_lines(void (*on_line)(void *arg,
-						    const char *line,
-						    size_t len),
-				    void *arg, size_t max_line);
-
-/* The colour (an SGR parameter such as "36") a user name is shown in; the
- * same name always gets the same colour. */
-const char *console_name_color(const char *user, size_t user_len);
+/* Reads typed lines until the line "exit", end of input, or SIGINT,
+ * SIGTERM or SIGHUP (see signals.h).  Trailing "\r\n" or "\n" is
+ * stripped and blank lines are ignored.  Afterwards messages are printed
+ * directly again. */
+enum console_end console_read_lines(const struct console_input *in);
 
 #endif

@@ -1,75 +1,69 @@
 /* inbox.c - printing the chat messages that arrive on a connection. */
 #include "inbox.h"
 
-#include <errno.h>
-#include <string.h>
+#include <stdlib.h>
 
-#include "console.h"
-#include "log.h"
-#include "net.h"
 #include "proto.h"
+#include "reader.h"
 
-/* A half-sent object may hold a reader this long (milliseconds). */
-#define PARTIAL_TIMEOUT_MS 30000
+/* A batch is printed at least this often (bytes), even mid-read. */
+#define BATCH_FLUSH_BYTES (256 * 1024)
 
-int inbox_value(const char *from, unsigned *complaints,
-		struct json_object *obj)
+bool inbox_take(struct console_batch *batch, struct log_budget *budget,
+		struct json_object *v)
 {
 	struct proto_msg m;
 	const char *why;
 
-	if (proto_decode(obj, &m, &why) < 0) {
-		if (log_budget(complaints, from))
-			log_warn("%s: skipped a message: %s", from, why);
-		return 0;
+	if (proto_decode(v, &m, &why) < 0) {
+		log_peer_warn(budget, "%s: skipped a message: %s", budget->who, why);
+		return false;
 	}
 	if (m.type != PROTO_CHAT) {
-		if (log_budget(complaints, from))
-			log_warn("%s: skipped a message: not a chat message", from);
-		return 0;
+		log_peer_warn(budget, "%s: skipped a message: not a chat message", budget->who);
+		return false;
 	}
-	log_debug("%s: seq %lld from %.*s", from, (long long)m.seq,
+	log_debug("%s: seq %lld from %.*s", budget->who, (long long)m.seq,
 		  (int)m.user_len, m.user);
-	console_print_chat(m.user, m.user_len, m.text, m.text_len);
-	return 0;
+	console_batch_add(batch, m.user, m.user_len, m.text, m.text_len);
+	return true;
 }
 
-struct inbox {
-	struct conn *c;
-	unsigned complaints;
-};
-
-static int on_value(void *arg, struct json_object *obj)
+static void serve(struct conn *c, void *arg)
 {
-	struct inbox *in = arg;
+	const int *first_ms = arg;
+	struct console_batch batch = { 0 };
+	struct log_budget budget;
+	struct json_object *v;
+	enum reader_event ev;
+	struct reader r;
 
-	return inbox_value(in->c->peer, &in->complaints, obj);
-}
-
-void inbox_serve(struct conn *c, void *arg)
-{
-	struct inbox in = { .c = c };
-	struct jstream_handler h = { .value = on_value, .arg = &in };
-
-	(void)arg;
+	log_budget_init(&budget, c->peer);
 	log_debug("%s: connected", c->peer);
-	conn_read_json(c, &h, PARTIAL_TIMEOUT_MS);
+	if (reader_init(&r, c, &budget, INBOX_PARTIAL_TIMEOUT_MS, *first_ms) < 0)
+		return;
+	while ((ev = reader_next(&r, &v)) != READER_END) {
+		if (ev == READER_VALUE) {
+			if (inbox_take(&batch, &budget, v))
+				conn_heard(c);
+			json_object_put(v);
+		}
+		/* All that arrived is in: print it before waiting for more. */
+		if (ev == READER_IDLE || batch.len >= BATCH_FLUSH_BYTES)
+			console_batch_flush(&batch);
+	}
+	console_batch_flush(&batch);
+	console_batch_free(&batch);
+	reader_free(&r);
+	log_budget_flush(&budget);
 }
 
 struct listener *inbox_listen(const char *bind_addr, uint16_t *port,
-			      size_t max_conns)
+			      size_t max_conns, int first_ms)
 {
-	struct listener *lis;
-	char err[128];
-	int fd = net_listen(bind_addr, *port, err, sizeof err);
+	static int first;	/* the one listener of the process */
 
-	if (fd < 0)
-		log_die(1, "cannot listen on %s%sport %u: %s", bind_addr ? bind_addr : "",
-			bind_addr ? " " : "", *port, err);
-	*port = net_local_port(fd);
-	lis = listener_start(&(struct listener_config){
-		.fd = fd, .max_conns = max_conns, .handler = inbox_serve });
-	if (!lis)
-		log_die(1, "cannot start the listener: %s", strerror(errno));
-	return lis;
+	first = first_ms;
+	return listener_open(bind_addr, port, &(struct listener_config){
+		.max_conns = max_conns, .serve = serve, .arg = &first });
 }

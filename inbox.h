@@ -1,29 +1,35 @@
 /* inbox.h - the receiving side of chat and chat5.
  *
- * Reads JSON from a connection and prints every chat message on it;
- * anything else is skipped with a log line. */
+ * Reads JSON from each accepted connection and prints every chat message
+ * on it, a whole batch at once; anything else is skipped with a log line
+ * (within the connection's log budget). */
 #ifndef INBOX_H
 #define INBOX_H
 
-#include <json-c/json.h>
-
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
+#include "console.h"
 #include "listener.h"
+#include "log.h"
+
+/* A half-sent object may hold a reader this long (milliseconds). */
+#define INBOX_PARTIAL_TIMEOUT_MS 30000
 
 /* Listens on bind_addr (NULL: every address) and *port, and starts a
- * listener whose connections print the chat messages they carry.  *port
- * gets the port actually used.  On failure, says why and exits 1. */
+ * listener whose connections print the chat messages they carry.  A
+ * connection must complete its first object within first_ms (0: may stay
+ * silent, as a relay's delivery connection does).  *port gets the port
+ * used.  On failure, says why and exits 1. */
 struct listener *inbox_listen(const char *bind_addr, uint16_t *port,
-			      size_t max_conns);
+			      size_t max_conns, int first_ms);
 
-/* A listener handler: prints the chat messages arriving on c. */
-void inbox_serve(struct conn *c, void *arg);
-
-/* Prints obj if it is a chat message, else logs it; `from` names the
- * sender for the log, and complaints counts its bad messages
- * (log_budget).  Always returns 0 (the connection stays). */
-int inbox_value(const char *from, unsigned *complaints,
-		struct json_object *obj);
+/* Adds v to the batch if it is a chat message (true), else logs why it
+ * was skipped against the budget. */
+bool inbox_take(struct console_batch *batch, struct log_budget *budget,
+		struct json_object *v);
 
 #endif

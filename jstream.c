@@ -5,13 +5,13 @@
  * values is skipped here rather than fed to the tokener, so that it never
  * counts toward a value's size.
  *
- * json-c is also more lenient than JSON: it takes comments, NUL bytes and
- * raw newlines inside strings, and some of those paths misbehave (a NUL in
- * a comment leaks memory; a comment after a value is read as part of it; a
- * line cut off inside a string swallows the next line's message).  So a
- * small scanner runs ahead of the tokener and stops it before any byte JSON
- * forbids there: NUL anywhere, '/' or '\'' outside a string, a newline
- * inside a string.  The scanner also counts nesting, so the depth limit is exact. */
+ * json-c, even in its strict mode, takes more than JSON: NUL bytes, raw
+ * control characters and newlines inside strings, NaN and Infinity, "1.",
+ * and, outside strict mode, comments (a NUL inside one leaks memory) and
+ * single quotes.  So a small scanner runs ahead of the tokener and stops it
+ * before any byte RFC 8259 forbids there.  It also counts nesting, so the
+ * depth limit is exact, and follows numbers, because json-c resumes a
+ * number cut between two reads as if at its start. */
 #include "jstream.h"
 
 #include <stdio.h>
@@ -19,14 +19,22 @@
 #include <string.h>
 
 /* Why the scanner stopped. */
-enum stop { STOP_END, STOP_BAD_BYTE, STOP_NEWLINE_IN_STRING, STOP_TOO_DEEP };
+enum stop { STOP_END, STOP_BAD_BYTE, STOP_CONTROL_IN_STRING, STOP_TOO_DEEP };
+
+/* Where a number is: after its sign, its integer part (which began with
+ * 0, or not), its '.', its fraction, its 'e', the exponent's sign or its
+ * digits. */
+enum num {
+	NUM_NONE, NUM_SIGN, NUM_ZERO, NUM_INT, NUM_DOT, NUM_FRAC,
+	NUM_E, NUM_ESIGN, NUM_EXP
+};
 
 /* Lexical state at a position of the stream. */
 struct lex {
 	bool in_string;
 	bool escaped;		/* in a string, right after a backslash */
+	enum num num;
 	int depth;
-	char prev;		/* the byte before, outside strings */
 };
 
 struct jstream {
@@ -36,7 +44,16 @@ struct jstream {
 	size_t used;		/* bytes of the value in progress */
 	bool partial;
 	struct lex at;		/* the state where the next byte goes */
-	char why[64];
+	/* What was fed, and how far it is used. */
+	const char *buf;
+	size_t len, off;
+	/* One scan serves every value in the chunk. */
+	bool scanned;
+	size_t stop;
+	struct lex at_stop;
+	enum stop stop_why;
+	const char *error;
+	char why[128];
 };
 
 struct jstream *jstream_new(size_t max_value, int max_depth)
@@ -52,6 +69,7 @@ struct jstream *jstream_new(size_t max_value, int max_depth)
 		free(js);
 		return NULL;
 	}
+	json_tokener_set_flags(js->tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
 	js->max_value = max_value;
 	js->max_depth = max_depth;
 	return js;
@@ -70,6 +88,19 @@ bool jstream_partial(const struct jstream *js)
 	return js->partial;
 }
 
+const char *jstream_error(const struct jstream *js)
+{
+	return js->error;
+}
+
+void jstream_feed(struct jstream *js, const char *buf, size_t len)
+{
+	js->buf = buf;
+	js->len = len;
+	js->off = 0;
+	js->scanned = false;
+}
+
 static void restart(struct jstream *js)
 {
 	json_tokener_reset(js->tok);
@@ -83,6 +114,84 @@ static bool is_space(char c)
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
+static bool is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Follows one byte through a number; false when JSON forbids it there.
+ * A byte that ends the number is then looked at as any other. */
+static bool number_step(struct lex *lx, char c)
+{
+	static const enum num after_digit[] = {
+		[NUM_NONE] = NUM_INT, [NUM_SIGN] = NUM_INT, [NUM_INT] = NUM_INT,
+		[NUM_DOT] = NUM_FRAC, [NUM_FRAC] = NUM_FRAC, [NUM_E] = NUM_EXP,
+		[NUM_ESIGN] = NUM_EXP, [NUM_EXP] = NUM_EXP,
+	};
+
+	if (is_digit(c)) {
+		if (lx->num == NUM_ZERO)
+			return false;		/* a leading zero */
+		lx->num = c == '0' && (lx->num == NUM_NONE || lx->num == NUM_SIGN)
+				  ? NUM_ZERO : after_digit[lx->num];
+		return true;
+	}
+	switch (c) {
+	case '-':
+		if (lx->num != NUM_NONE && lx->num != NUM_E)
+			return false;
+		lx->num = lx->num == NUM_E ? NUM_ESIGN : NUM_SIGN;
+		return true;
+	case '+':
+		if (lx->num != NUM_E)
+			return false;
+		lx->num = NUM_ESIGN;
+		return true;
+	case '.':
+		if (lx->num != NUM_INT && lx->num != NUM_ZERO)
+			return false;
+		lx->num = NUM_DOT;
+		return true;
+	case 'e':
+	case 'E':
+		if (lx->num == NUM_NONE)
+			return true;		/* in true or false */
+		if (lx->num != NUM_INT && lx->num != NUM_ZERO && lx->num != NUM_FRAC)
+			return false;
+		lx->num = NUM_E;
+		return true;
+	default:
+		/* Anything else ends a number, which must be complete. */
+		if (lx->num == NUM_SIGN || lx->num == NUM_DOT || lx->num == NUM_E ||
+		    lx->num == NUM_ESIGN)
+			return false;
+		lx->num = NUM_NONE;
+		return true;
+	}
+}
+
+/* Outside strings JSON has structure, numbers, true, false and null. */
+static bool allowed_outside(char c)
+{
+	return is_space(c) || strchr("{}[],:-+.0123456789eEtrufalsn\"", c) != NULL;
+}
+
+/* One byte of a string; false to stop with *why. */
+static bool string_step(struct lex *lx, char c, enum stop *why)
+{
+	if ((unsigned char)c < 0x20) {
+		*why = STOP_CONTROL_IN_STRING;
+		return false;
+	}
+	if (lx->escaped)
+		lx->escaped = false;
+	else if (c == '\\')
+		lx->escaped = true;
+	else if (c == '"')
+		lx->in_string = false;
+	return true;
+}
+
 /* Runs the scanner over buf[from..len) from state *lx; returns where it
  * stopped (len at the end) with *lx the state there and *why the reason. */
 static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
@@ -93,36 +202,17 @@ static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
 	for (i = from; i < len; i++) {
 		char c = buf[i];
 
-		if (c == '\0') {
+		if (lx->in_string) {
+			if (!string_step(lx, c, why))
+				return i;
+			continue;
+		}
+		if (c == '\0' || !allowed_outside(c) || !number_step(lx, c)) {
 			*why = STOP_BAD_BYTE;
 			return i;
 		}
-		if (lx->in_string) {
-			if (lx->escaped)
-				lx->escaped = false;
-			else if (c == '\\')
-				lx->escaped = true;
-			else if (c == '"')
-				lx->in_string = false;
-			else if (c == '\n') {
-				*why = STOP_NEWLINE_IN_STRING;
-				return i;
-			}
-		} else if ((c == '-' && ((lx->prev >= '0' && lx->prev <= '9') || lx->prev == '.')) ||
-			   (c == '+' && lx->prev != 'e' && lx->prev != 'E')) {
-			/* json-c resumes a number cut between two reads as if at
-			 * its start, and takes "1" then "-0" for 1: a sign is
-			 * only valid first or right after the exponent's e. */
-			*why = STOP_BAD_BYTE;
-			return i;
-		} else if (c == '"') {
+		if (c == '"') {
 			lx->in_string = true;
-		} else if (c == '/' || c == '\'') {
-			/* A comment, or json-c's single-quoted string: not
-			 * JSON, and the second would hide brackets and
-			 * newlines from this scanner. */
-			*why = STOP_BAD_BYTE;
-			return i;
 		} else if (c == '[' || c == '{') {
 			if (++lx->depth > max_depth) {
 				*why = STOP_TOO_DEEP;
@@ -131,16 +221,9 @@ static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
 		} else if ((c == ']' || c == '}') && lx->depth > 0) {
 			lx->depth--;
 		}
-		lx->prev = c;
 	}
 	*why = STOP_END;
 	return len;
-}
-
-static const char *too_large(struct jstream *js)
-{
-	snprintf(js->why, sizeof js->why, "object larger than %zu bytes", js->max_value);
-	return js->why;
 }
 
 /* The value's size without the whitespace json-c reads past its end. */
@@ -152,81 +235,85 @@ static size_t trimmed(const char *buf, size_t len)
 }
 
 /* Drops a bad line: from `from` to just past the next newline, or to the
- * end of what has arrived.  Returns the new offset. */
-static size_t skip_line(struct jstream *js, const char *buf, size_t start,
-			size_t from, size_t len, const char *what,
-			const struct jstream_handler *h)
+ * end of what has arrived; `start` is where the bad value began.  Sets
+ * *why and returns true (what jstream_next then returns). */
+static bool skip_line(struct jstream *js, size_t start, size_t from,
+		      const char *what, const char **why)
 {
-	const char *nl = from < len ? memchr(buf + from, '\n', len - from) : NULL;
-	size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+	const char *nl = from < js->len ? memchr(js->buf + from, '\n', js->len - from) : NULL;
+	size_t end = nl ? (size_t)(nl - js->buf) + 1 : js->len;
 
+	snprintf(js->why, sizeof js->why, "%zu bytes that are not JSON (%s)",
+		 js->used + end - start, what);
 	restart(js);
-	if (h->skipped)
-		h->skipped(h->arg, what, end - start);
-	return end;
+	js->off = end;
+	js->scanned = false;
+	*why = js->why;
+	return true;
 }
 
-static int feed(struct jstream *js, const char *buf, size_t len,
-		const struct jstream_handler *h, const char **why);
-
-int jstream_feed(struct jstream *js, const char *buf, size_t len,
-		 const struct jstream_handler *h, const char **why)
+static bool fail(struct jstream *js, const char *error)
 {
-	int rc = feed(js, buf, len, h, why);
-
-	if (h->batch_end)
-		h->batch_end(h->arg);
-	return rc;
+	restart(js);
+	if (strcmp(error, "too large") == 0) {
+		snprintf(js->why, sizeof js->why, "object larger than %zu bytes", js->max_value);
+		error = js->why;
+	}
+	js->error = error;
+	js->off = js->len;
+	return false;
 }
 
-static int feed(struct jstream *js, const char *buf, size_t len,
-		const struct jstream_handler *h, const char **why)
+/* Where the scanner stopped before js->off, or at it. */
+static void scan_ahead(struct jstream *js)
 {
-	size_t off = 0, stop = 0;
-	struct lex at_stop = { 0 };
-	enum stop stop_why = STOP_END;
-	bool scanned = false;	/* stop, at_stop and stop_why are current */
+	if (!js->scanned || js->stop < js->off) {
+		js->at_stop = js->at;
+		js->stop = scan(&js->at_stop, js->buf, js->off, js->len, js->max_depth,
+				&js->stop_why);
+		js->scanned = true;
+	}
+}
 
-	while (off < len) {
+/* The scanner stopped right here: a bad byte, or too deep. */
+static bool stopped(struct jstream *js, const char **why)
+{
+	switch (js->stop_why) {
+	case STOP_TOO_DEEP:
+		return fail(js, "object nested too deeply");
+	case STOP_CONTROL_IN_STRING:
+		/* A newline starts the next line: resynchronise on it. */
+		return skip_line(js, js->off, js->off, js->buf[js->off] == '\n'
+				 ? "line ends inside a string" : "control character in a string", why);
+	default:
+		return skip_line(js, js->off, js->off + 1, "not JSON", why);
+	}
+}
+
+bool jstream_next(struct jstream *js, struct json_object **value, const char **why)
+{
+	*value = NULL;
+	while (js->off < js->len && !js->error) {
 		struct json_object *obj;
 		enum json_tokener_error err;
-		size_t avail, used;
-		int rc;
+		size_t avail, used, start = js->off;
 
 		if (!js->partial) {
-			while (off < len && is_space(buf[off]))
-				off++;
-			if (off == len)
+			while (js->off < js->len && is_space(js->buf[js->off]))
+				js->off++;
+			if (js->off == js->len)
 				break;
+			start = js->off;
 		}
-		/* One scan serves every value in the chunk: a value ends
-		 * outside any string at depth 0, where a restart puts us. */
-		if (!scanned || stop < off) {
-			at_stop = js->at;
-			stop = scan(&at_stop, buf, off, len, js->max_depth, &stop_why);
-			scanned = true;
-		}
-		if (stop == off) {
-			if (stop_why == STOP_TOO_DEEP) {
-				restart(js);
-				*why = "object nested too deeply";
-				return -1;
-			}
-			off = skip_line(js, buf, off,
-					stop_why == STOP_NEWLINE_IN_STRING ? off : off + 1, len,
-					stop_why == STOP_NEWLINE_IN_STRING ? "line ends inside a string"
-									   : "not JSON",
-					h);
-			scanned = false;
-			continue;
-		}
+		scan_ahead(js);
+		if (js->stop == js->off)
+			return stopped(js, why);
 
-		avail = stop - off;
-		/* json-c takes an int length; reading in chunks keeps
-		 * avail far below that. */
+		avail = js->stop - js->off;
+		/* json-c takes an int length; callers feed small chunks. */
 		if (avail > (size_t)INT32_MAX)
 			avail = (size_t)INT32_MAX;
-		obj = json_tokener_parse_ex(js->tok, buf + off, (int)avail);
+		obj = json_tokener_parse_ex(js->tok, js->buf + js->off, (int)avail);
 		err = json_tokener_get_error(js->tok);
 		used = json_tokener_get_parse_end(js->tok);
 		if (used > avail)
@@ -235,43 +322,30 @@ static int feed(struct jstream *js, const char *buf, size_t len,
 		if (err == json_tokener_continue) {
 			js->partial = true;
 			js->used += used;
-			off += used;
-			if (off == stop)
-				js->at = at_stop;
-			if (js->used > js->max_value) {
-				restart(js);
-				*why = too_large(js);
-				return -1;
-			}
+			js->off += used;
+			if (js->off == js->stop)
+				js->at = js->at_stop;
+			if (js->used > js->max_value)
+				return fail(js, "too large");
 			continue;
 		}
 		if (err == json_tokener_success) {
-			bool too_big = js->used + trimmed(buf + off, used) > js->max_value;
+			bool too_big = js->used + trimmed(js->buf + js->off, used) > js->max_value;
 
-			off += used;
+			js->off += used;
 			restart(js);
 			if (too_big) {
 				json_object_put(obj);
-				*why = too_large(js);
-				return -1;
+				return fail(js, "too large");
 			}
-			rc = h->value(h->arg, obj);
-			json_object_put(obj);
-			if (rc < 0) {
-				*why = "stopped by handler";
-				return -1;
-			}
-			continue;
+			*value = obj;
+			return true;
 		}
-		if (err == json_tokener_error_depth) {
-			restart(js);
-			*why = "object nested too deeply";
-			return -1;
-		}
+		if (err == json_tokener_error_depth)
+			return fail(js, "object nested too deeply");
 		/* Not JSON: resynchronise after the next newline, or drop
 		 * the rest of what has arrived when there is none. */
-		off = skip_line(js, buf, off, off + used, len, json_tokener_error_desc(err), h);
-		scanned = false;
+		return skip_line(js, start, js->off + used, json_tokener_error_desc(err), why);
 	}
-	return 0;
+	return false;
 }

@@ -1,11 +1,21 @@
 /* jstream.h - a stream of JSON values arriving over a byte stream.
  *
- * Wraps one json-c tokener per connection.  Values may be separated by any
- * whitespace or by nothing at all, several may come in one chunk and one
- * may be split across many.  Bytes that are not JSON are skipped up to the
- * next newline (or, if none has arrived, to the end of the chunk) and the
- * stream goes on.  A value over the size or depth limit ends the stream:
- * the caller must close the connection. */
+ * A pull parser around one json-c tokener per connection:
+ *
+ *	jstream_feed(js, buf, n);
+ *	while (jstream_next(js, &value, &why)) {
+ *		if (value) ... use it, then json_object_put(value);
+ *		else ... log why: bytes that were skipped
+ *	}
+ *	if (jstream_error(js)) ... close the connection
+ *
+ * Values may be separated by any whitespace or by nothing at all, several
+ * may come in one chunk and one may be split across many.  The input must
+ * be strict JSON (RFC 8259): no comments, single quotes, leading zeros,
+ * trailing commas, NaN or raw control characters in strings.  Bytes that
+ * are not are skipped up to the next newline (or, if none has arrived, to
+ * the end of the chunk) and the stream goes on.  A value over the size or
+ * depth limit ends the stream. */
 #ifndef JSTREAM_H
 #define JSTREAM_H
 
@@ -14,29 +24,26 @@
 
 #include <json-c/json.h>
 
-struct jstream_handler {
-	/* One complete top-level value, borrowed for the call.  Return 0 to
-	 * go on, -1 to stop (jstream_feed then returns -1). */
-	int (*value)(void *arg, struct json_object *obj);
-	/* nbytes of input that are not JSON were dropped (may be NULL). */
-	void (*skipped)(void *arg, const char *why, size_t nbytes);
-	void *arg;
-	/* Called when a jstream_feed call has handed over all its values
-	 * (may be NULL): the place to act once per batch of values. */
-	void (*batch_end)(void *arg);
-};
-
 struct jstream;
 
 /* NULL on ENOMEM. */
 struct jstream *jstream_new(size_t max_value, int max_depth);
 void jstream_free(struct jstream *js);
 
-/* Feeds len bytes.  Returns 0, or -1 when the stream must end, with *why
- * set ("object larger than 65536 bytes", "object nested too deeply", or
- * "stopped by handler"); the text lives as long as js. */
-int jstream_feed(struct jstream *js, const char *buf, size_t len,
-		 const struct jstream_handler *h, const char **why);
+/* Hands over len more bytes; buf must stay valid and unchanged until
+ * jstream_next has returned false. */
+void jstream_feed(struct jstream *js, const char *buf, size_t len);
+
+/* The next thing in what was fed: true with *value set (a reference the
+ * caller owns), or true with *value NULL and *why describing bytes that
+ * were skipped ("12 bytes that are not JSON (unexpected character)");
+ * false when the bytes fed are used up or the stream must end. */
+bool jstream_next(struct jstream *js, struct json_object **value,
+		  const char **why);
+
+/* Why the stream must end ("object larger than 65536 bytes", "object
+ * nested too deeply"), or NULL while it may go on. */
+const char *jstream_error(const struct jstream *js);
 
 /* Whether part of a value has arrived and the rest has not. */
 bool jstream_partial(const struct jstream *js);

@@ -1,431 +1,493 @@
 /* link.c - an outgoing connection owned by one sender thread.
  *
  * The thread owns the socket (non-blocking) and waits in poll() on it and
- * on a wake pipe that link_send and link_close poke.  It reads whatever
- * the other side sends (to notice its EOF, and for chat5, deliveries) and
- * writes queued messages in order.  Messages taken off the queue stay "in
- * flight" until completely written, so a broken connection loses none:
- * they are written again, from their first byte, on the next connection. */
+ * on a wake that the queue and link_close poke.  It reads whatever the
+ * other side sends (to notice its EOF, and for chat5, deliveries) and
+ * writes queued messages in order through tcpout, which keeps a message
+ * cut short by a broken connection to write again, whole. */
 #include "link.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#include "addr.h"
 #include "jstream.h"
 #include "log.h"
 #include "msgq.h"
 #include "net.h"
 #include "proto.h"
+#include "tcpout.h"
 #include "thread.h"
 
-#define BATCH 64			/* messages written per writev */
 #define CONNECT_TIMEOUT_MS 3000
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CLOSE_LINGER_MS 1000		/* waiting for the peer's EOF at the end */
+#define READ_ROUNDS 16			/* reads per wake-up, so writes get a turn */
+#define READ_CHUNK 16384
+#define WARN_EVERY 1000			/* dropped messages between warnings */
+
+/* How a connection ended. */
+enum ending { END_CLEAN, END_RESET, END_ERROR, END_QUIET };
 
 struct link {
 	struct link_config cfg;
-	char label[ADDR_STRLEN + 16];
-	char host[ADDR_HOSTLEN];
+	struct link_target *targets;
 	struct msgq q;
-	int wake[2];
+	struct wake wake;
 	pthread_t thread;
 
-	pthread_mutex_t lock;		/* guards closing and deadline */
-	bool closing;
-	struct timespec deadline;
+	pthread_mutex_t lock;		/* guards closing, now and ended */
+	bool closing, now, ended;
 
 	/* Owned by the link's thread. */
+	size_t target;			/* the one connected or tried next */
+	size_t failed_round;		/* targets failed in a row */
 	int fd;
-	struct msg *front;		/* greeting or farewell, before the rest */
-	struct msg *inflight[BATCH];
-	size_t ninflight;
-	size_t sent;			/* bytes of the first pending message written */
+	struct tcpout out;
 	struct jstream *js;
-	unsigned complaints;
+	char *readbuf;
 	bool warned;			/* said "cannot reach" for this outage */
 	bool farewell_sent;
 	bool tried_at_close;
 	int backoff_ms;
-	struct timespec next_try;
+	int drop_backoff_ms;		/* after the other side dropped us */
+	int64_t next_try_ms;
+	int64_t connected_ms;
+	uint64_t maybe_lost;
+
+	/* Owned by the producer. */
 	uint64_t dropped;
-	uint64_t undelivered;
 };
 
-static void poke(struct link *l)
+static const char *label(struct link *l)
 {
-	char b = 1;
-
-	if (write(l->wake[1], &b, 1) < 0) {
-		/* full: the thread will wake anyway */
-	}
-}
-
-static void backoff(struct link *l)
-{
-	l->next_try = mono_after(l->backoff_ms);
-	l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-							  : l->backoff_ms * 2;
+	return l->targets[l->target].label;
 }
 
 static bool pending(struct link *l)
 {
-	return l->front || l->ninflight > 0 || msgq_count(&l->q) > 0;
+	return tcpout_pending(&l->out) > 0 || msgq_count(&l->q) > 0;
 }
 
-/* Ends the current connection; in-flight messages will be written again. */
-static void disconnect(struct link *l, const char *why)
+static void backoff(struct link *l)
 {
+	l->next_try_ms = mono_now_ms() + l->backoff_ms;
+	l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
+}
+
+/* The next target, and a backoff once every one of them has failed. */
+static void next_target(struct link *l)
+{
+	l->target = (l->target + 1) % l->cfg.ntargets;
+	if (++l->failed_round >= l->cfg.ntargets) {
+		l->failed_round = 0;
+		backoff(l);
+	} else {
+		l->next_try_ms = mono_now_ms();
+	}
+}
+
+static void log_lost(struct link *l, const char *why, uint64_t maybe)
+{
+	if (maybe > 0)
+		log_warn("lost connection to %s: %s; %llu message(s) written on it may not have arrived",
+			 label(l), why, (unsigned long long)maybe);
+	else
+		log_warn("lost connection to %s: %s", label(l), why);
+}
+
+/* Ends the current connection; what was cut short will be written again. */
+static void disconnect(struct link *l, const char *why, enum ending how)
+{
+	uint64_t maybe;
+
 	if (l->fd < 0)
 		return;
+	maybe = tcpout_broken(&l->out, l->fd, how == END_RESET);
+	l->maybe_lost += maybe;
 	/* An idle lazy link whose peer simply left is news, not trouble. */
-	if (l->cfg.lazy && !pending(l) && strcmp(why, "closed by the other side") == 0)
-		log_info("%s closed the connection", l->label);
+	if (how == END_QUIET)
+		;
+	else if (how == END_CLEAN && l->cfg.lazy && !pending(l) && maybe == 0)
+		log_info("%s closed the connection", label(l));
 	else
-		log_warn("lost connection to %s: %s", l->label, why);
+		log_lost(l, why, maybe);
 	close(l->fd);
 	l->fd = -1;
-	l->sent = 0;
-	if (l->front) {
-		/* A new greeting comes with the next connection. */
-		msg_unref(l->front);
-		l->front = NULL;
+	jstream_free(l->js);
+	l->js = NULL;
+	/* Down: drop the oldest rather than make anyone wait. */
+	msgq_set_mode(&l->q, MSGQ_DROP_OLDEST);
+	if (how == END_QUIET) {
+		/* Subscribe again soon, but not in a tight loop with a server
+		 * that keeps dropping us at once. */
+		if (mono_now_ms() - l->connected_ms >= BACKOFF_MAX_MS)
+			l->drop_backoff_ms = BACKOFF_MIN_MS;
+		l->next_try_ms = mono_now_ms() + l->drop_backoff_ms;
+		l->drop_backoff_ms = l->drop_backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+									   : l->drop_backoff_ms * 2;
+	} else {
+		/* Back off even when connecting works, in case the other
+		 * side accepts and hangs up at once; progress resets it. */
+		backoff(l);
+		if (l->cfg.ntargets > 1)
+			next_target(l);
 	}
-	if (l->js) {
-		jstream_free(l->js);
-		l->js = NULL;
-	}
-	/* Back off even when connecting works, in case the other side
-	 * accepts and hangs up at once; a delivered message resets it. */
-	backoff(l);
 }
 
 /* Starts using a connected socket: greeting first. */
-static void use_connection(struct link *l, int fd, bool greet)
+static void use_connection(struct link *l, int fd)
 {
+	struct msg *hello;
+
 	l->fd = fd;
-	l->sent = 0;
+	l->failed_round = 0;
+	l->connected_ms = mono_now_ms();
 	net_set_nonblocking(fd, 1);
+	tcpout_delivered(&l->out);
 	if (l->cfg.on_value)
 		l->js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
-	if (greet && l->cfg.greeting)
-		l->front = l->cfg.greeting(fd, l->cfg.arg);
+	if (l->cfg.greeting && (hello = l->cfg.greeting(fd, &l->targets[l->target], l->cfg.arg)) != NULL)
+		tcpout_add_first(&l->out, hello);
+	msgq_set_mode(&l->q, MSGQ_WAIT);
 }
 
-/* One connection attempt; on failure, schedules the next one. */
-static void try_connect(struct link *l, int timeout_ms)
+/* One connection attempt to the current target; false on failure (then
+ * the next one is scheduled). */
+static bool try_connect(struct link *l, int timeout_ms)
 {
 	char err[128];
-	int fd = net_connect(l->host, l->cfg.port, timeout_ms, err, sizeof err);
+	int fd = net_connect(l->targets[l->target].host, l->targets[l->target].port,
+			     timeout_ms, err, sizeof err);
 
 	if (fd >= 0) {
 		if (l->warned)
-			log_warn("connected to %s", l->label);
+			log_warn("connected to %s", label(l));
 		else
-			log_debug("connected to %s", l->label);
+			log_debug("connected to %s", label(l));
 		l->warned = false;
-		use_connection(l, fd, true);
-		return;
+		use_connection(l, fd);
+		return true;
 	}
 	if (!l->warned)
-		log_warn("cannot reach %s: %s; will retry", l->label, err);
+		log_warn("cannot reach %s: %s; will retry", label(l), err);
 	l->warned = true;
-	backoff(l);
+	msgq_set_mode(&l->q, MSGQ_DROP_OLDEST);
+	if (l->cfg.ntargets > 1)
+		next_target(l);
+	else
+		backoff(l);
+	return false;
+}
+
+/* Hands what the other side wrote to on_value; false when it ended. */
+static bool take_values(struct link *l)
+{
+	struct json_object *v;
+	const char *why;
+
+	while (jstream_next(l->js, &v, &why)) {
+		enum link_verdict verdict;
+
+		if (!v)
+			continue;	/* junk from our own peer: ignore */
+		verdict = l->cfg.on_value(l->cfg.arg, v);
+		json_object_put(v);
+		if (verdict == LINK_RECONNECT) {
+			disconnect(l, "dropped us", END_QUIET);
+			return false;
+		}
+	}
+	if (jstream_error(l->js)) {
+		disconnect(l, jstream_error(l->js), END_ERROR);
+		return false;
+	}
+	return true;
 }
 
 /* Reads what the other side sent; false when the connection ended. */
 static bool read_side(struct link *l)
 {
-	char buf[16384];
-	const char *why;
 	int rounds;
 
-	for (rounds = 0; rounds < 16; rounds++) {
-		ssize_t n = recv(l->fd, buf, sizeof buf, 0);
+	for (rounds = 0; rounds < READ_ROUNDS; rounds++) {
+		ssize_t n = recv(l->fd, l->readbuf, READ_CHUNK, 0);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return true;
 		if (n < 0) {
-			disconnect(l, strerror(errno));
+			disconnect(l, strerror(errno), net_is_reset(errno) ? END_RESET : END_ERROR);
 			return false;
 		}
 		if (n == 0) {
-			disconnect(l, "closed by the other side");
+			disconnect(l, "closed by the other side", END_CLEAN);
 			return false;
 		}
 		if (l->js) {
-			struct jstream_handler h = { l->cfg.on_value, NULL, l->cfg.arg, NULL };
-
-			if (jstream_feed(l->js, buf, (size_t)n, &h, &why) < 0) {
-				disconnect(l, why);
+			jstream_feed(l->js, l->readbuf, (size_t)n);
+			if (!take_values(l))
 				return false;
-			}
 		}
 	}
 	return true;
 }
 
-static void drop_written(struct link *l, size_t nbytes)
+/* Takes queued messages into the writer; one slot stays free for a
+ * greeting or farewell. */
+static void fill(struct link *l)
 {
-	if (l->front) {
-		size_t left = l->front->len - l->sent;
+	struct msg *batch[TCPOUT_BATCH];
+	size_t room = tcpout_room(&l->out), n;
 
-		if (nbytes < left) {
-			l->sent += nbytes;
-			return;
-		}
-		nbytes -= left;
-		l->sent = 0;
-		msg_unref(l->front);
-		l->front = NULL;
+	if (room <= 1)
+		return;
+	n = msgq_pop(&l->q, batch, room - 1, false);
+	tcpout_add(&l->out, batch, n);
+}
+
+static void write_side(struct link *l)
+{
+	ssize_t w = tcpout_write(&l->out, l->fd);
+
+	if (w < 0) {
+		disconnect(l, strerror(errno), net_is_reset(errno) ? END_RESET : END_ERROR);
+		return;
 	}
-	while (l->ninflight > 0) {
-		size_t left = l->inflight[0]->len - l->sent;
-
-		if (nbytes < left) {
-			l->sent += nbytes;
-			return;
-		}
-		nbytes -= left;
-		l->sent = 0;
+	if (w > 0) {
 		l->backoff_ms = BACKOFF_MIN_MS;
-		msg_unref(l->inflight[0]);
-		memmove(l->inflight, l->inflight + 1, (l->ninflight - 1) * sizeof l->inflight[0]);
-		l->ninflight--;
+		tcpout_settle(&l->out, l->fd);
 	}
 }
 
-/* Writes as much as the socket takes without blocking. */
-static void write_side(struct link *l)
+/* Milliseconds until the peer counts as stalled, or -1. */
+static int stall_left(struct link *l)
 {
-	struct iovec iov[BATCH + 1];
-	struct msghdr mh;
-	size_t skip = l->sent, i;
-	int n = 0;
-	ssize_t w;
+	int64_t left;
 
-	if (!l->front && l->ninflight == 0)
-		l->ninflight = msgq_pop(&l->q, l->inflight, BATCH, false, NULL);
-	if (l->front) {
-		iov[n].iov_base = l->front->data + skip;
-		iov[n++].iov_len = l->front->len - skip;
-		skip = 0;
+	if (l->fd < 0 || tcpout_pending(&l->out) == 0 || l->cfg.stall_ms <= 0)
+		return -1;
+	left = l->out.progress_ms + l->cfg.stall_ms - mono_now_ms();
+	return left < 0 ? 0 : (int)left;
+}
+
+/* Closing with everything written: the farewell, then a graceful close.
+ * Returns true when the link is finished. */
+static bool finish(struct link *l)
+{
+	struct msg *bye;
+
+	if (l->fd < 0)
+		return true;
+	if (!l->farewell_sent) {
+		l->farewell_sent = true;
+		if (l->cfg.farewell && (bye = l->cfg.farewell(l->fd, &l->targets[l->target], l->cfg.arg)) != NULL) {
+			tcpout_add_first(&l->out, bye);
+			return false;
+		}
 	}
-	for (i = 0; i < l->ninflight; i++) {
-		iov[n].iov_base = l->inflight[i]->data + skip;
-		iov[n++].iov_len = l->inflight[i]->len - skip;
-		skip = 0;
+	tcpout_settle(&l->out, l->fd);
+	if (net_close_gracefully(l->fd, CLOSE_LINGER_MS))
+		tcpout_delivered(&l->out);
+	else
+		l->maybe_lost += tcpout_broken(&l->out, -1, false);
+	l->fd = -1;
+	return true;
+}
+
+/* Not connected and a connection is wanted: connects, or says how long
+ * until the next try (-1 to give up: closing, and the last try failed). */
+static int reconnect(struct link *l, bool closing)
+{
+	int64_t wait;
+
+	if (closing) {
+		/* One last try; an unreachable target is given up at once. */
+		if (l->tried_at_close)
+			return -1;
+		l->tried_at_close = true;
+		try_connect(l, CONNECT_TIMEOUT_MS);
+		return 0;
 	}
-	if (n == 0)
-		return;
-	memset(&mh, 0, sizeof mh);
-	mh.msg_iov = iov;
-	mh.msg_iovlen = (size_t)n;
-	w = sendmsg(l->fd, &mh, MSG_NOSIGNAL);
-	if (w < 0) {
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			disconnect(l, strerror(errno));
-		return;
+	wait = l->next_try_ms - mono_now_ms();
+	if (wait <= 0) {
+		try_connect(l, CONNECT_TIMEOUT_MS);
+		return 0;
 	}
-	drop_written(l, (size_t)w);
+	return (int)wait;
+}
+
+/* One round: decide, wait, act.  Returns false when the link is done. */
+static bool round_once(struct link *l)
+{
+	struct pollfd p[2];
+	bool closing, now;
+	int timeout = -1, np = 1, left;
+
+	lock(&l->lock);
+	closing = l->closing;
+	now = l->now;
+	unlock(&l->lock);
+	if (now)
+		return false;
+	if (closing && !pending(l))
+		return !finish(l);
+	if (l->fd < 0 && (l->cfg.lazy ? pending(l) : true)) {
+		timeout = reconnect(l, closing);
+		if (timeout < 0)
+			return false;
+		if (timeout == 0)
+			return true;
+	}
+	if (l->fd >= 0)
+		fill(l);
+	left = stall_left(l);
+	if (left == 0) {
+		char why[64];
+
+		snprintf(why, sizeof why, "it accepted nothing for %d s", l->cfg.stall_ms / 1000);
+		disconnect(l, why, END_ERROR);
+		/* A stalled peer is given up at the end, not retried. */
+		return !closing;
+	}
+	if (left > 0 && (timeout < 0 || left < timeout))
+		timeout = left;
+	p[0] = (struct pollfd){ .fd = wake_fd(&l->wake), .events = POLLIN };
+	if (l->fd >= 0) {
+		p[1] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+		if (tcpout_pending(&l->out) > 0)
+			p[1].events |= POLLOUT;
+		np = 2;
+	}
+	if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR) {
+		log_warn("poll: %s", strerror(errno));
+		return false;
+	}
+	if (p[0].revents)
+		wake_drain(&l->wake);
+	/* Read first: a peer that closed is noticed before we write a
+	 * message into the dead connection. */
+	if (np == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && !read_side(l))
+		return true;
+	if (np == 2 && l->fd >= 0 && (p[1].revents & POLLOUT))
+		write_side(l);
+	return true;
 }
 
 static void *link_main(void *arg)
 {
 	struct link *l = arg;
-	char drainbuf[64];
 
-	for (;;) {
-		struct pollfd p[2];
-		struct timespec deadline;
-		bool closing, want;
-		int timeout = -1, np = 1;
-
-		lock(&l->lock);
-		closing = l->closing;
-		deadline = l->deadline;
-		unlock(&l->lock);
-
-		if (closing && mono_ms_until(&deadline) == 0)
-			break;
-		/* Closing with everything written: farewell, then done. */
-		if (closing && !pending(l)) {
-			if (l->fd < 0)
-				break;
-			if (l->farewell_sent) {
-				net_close_gracefully(l->fd, CLOSE_LINGER_MS);
-				l->fd = -1;
-				break;
-			}
-			l->farewell_sent = true;
-			if (l->cfg.farewell)
-				l->front = l->cfg.farewell(l->fd, l->cfg.arg);
-			continue;
-		}
-
-		want = l->cfg.lazy ? pending(l) : true;
-		if (l->fd < 0 && want) {
-			if (closing) {
-				int left = mono_ms_until(&deadline);
-
-				/* One last try; an unreachable target is
-				 * given up at once. */
-				if (l->tried_at_close)
-					break;
-				l->tried_at_close = true;
-				try_connect(l, left < CONNECT_TIMEOUT_MS ? left : CONNECT_TIMEOUT_MS);
-				if (l->fd < 0)
-					break;
-				continue;
-			}
-			if (mono_ms_until(&l->next_try) == 0) {
-				try_connect(l, CONNECT_TIMEOUT_MS);
-				if (l->fd >= 0)
-					continue;
-			}
-			timeout = mono_ms_until(&l->next_try);
-		}
-
-		p[0].fd = l->wake[0];
-		p[0].events = POLLIN;
-		if (l->fd >= 0) {
-			p[1].fd = l->fd;
-			p[1].events = POLLIN;
-			if (pending(l))
-				p[1].events |= POLLOUT;
-			np = 2;
-		}
-		if (closing) {
-			int left = mono_ms_until(&deadline);
-
-			timeout = timeout < 0 || left < timeout ? left : timeout;
-		}
-		if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR) {
-			log_warn("poll: %s", strerror(errno));
-			break;
-		}
-		if (p[0].revents)
-			while (read(l->wake[0], drainbuf, sizeof drainbuf) > 0) {
-			}
-		/* Read first: a peer that closed is noticed before we write
-		 * a message into the dead connection. */
-		if (np == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) &&
-		    !read_side(l))
-			continue;
-		if (np == 2 && l->fd >= 0 && (p[1].revents & POLLOUT))
-			write_side(l);
+	while (round_once(l)) {
 	}
-
 	if (l->fd >= 0) {
+		l->maybe_lost += tcpout_broken(&l->out, l->fd, false);
 		close(l->fd);
 		l->fd = -1;
 	}
-	if (l->front) {
-		msg_unref(l->front);
-		l->front = NULL;
-	}
-	l->undelivered = l->ninflight + msgq_clear(&l->q);
-	while (l->ninflight > 0)
-		msg_unref(l->inflight[--l->ninflight]);
+	/* No more offers: msgq_offer says "closed" from now on. */
+	msgq_close(&l->q);
+	lock(&l->lock);
+	l->ended = true;
+	unlock(&l->lock);
+	wake_poke(l->cfg.room);
 	return NULL;
 }
 
-struct link *link_start(const struct link_config *cfg, int fd)
+struct link *link_start(const struct link_config *cfg, int fd, size_t target)
 {
 	struct link *l = calloc(1, sizeof *l);
-	int i, rc;
+	int rc;
 
 	if (!l)
 		return NULL;
 	l->cfg = *cfg;
-	snprintf(l->label, sizeof l->label, "%s", cfg->label);
-	snprintf(l->host, sizeof l->host, "%s", cfg->host);
-	l->cfg.label = l->label;
-	l->cfg.host = l->host;
-	l->fd = -1;
-	l->backoff_ms = BACKOFF_MIN_MS;
-	l->next_try = mono_now();
-	if (pipe(l->wake) < 0)
+	l->targets = calloc(cfg->ntargets, sizeof *l->targets);
+	l->readbuf = malloc(READ_CHUNK);
+	if (!l->targets || !l->readbuf || wake_init(&l->wake) < 0)
 		goto fail;
-	for (i = 0; i < 2; i++) {
-		fcntl(l->wake[i], F_SETFL, O_NONBLOCK);
-		fcntl(l->wake[i], F_SETFD, FD_CLOEXEC);
-	}
-	if (msgq_init(&l->q, cfg->max_msgs, cfg->max_bytes, l->wake[1]) < 0)
-		goto fail_pipe;
-	pthread_mutex_init(&l->lock, NULL);
-	/* The caller has already greeted on a socket it hands us. */
+	memcpy(l->targets, cfg->targets, cfg->ntargets * sizeof *l->targets);
+	if (msgq_init(&l->q, cfg->max_msgs, cfg->max_bytes) < 0)
+		goto fail_wake;
+	msgq_set_wakes(&l->q, &l->wake, cfg->room);
+	mutex_init(&l->lock);
+	tcpout_init(&l->out);
+	l->fd = -1;
+	l->target = target;
+	l->backoff_ms = l->drop_backoff_ms = BACKOFF_MIN_MS;
+	l->next_try_ms = mono_now_ms();
 	if (fd >= 0)
-		use_connection(l, fd, false);
+		use_connection(l, fd);
 	rc = thread_start(&l->thread, link_main, l);
-	if (rc != 0) {
-		if (l->js)
-			jstream_free(l->js);
-		msgq_destroy(&l->q);
-		pthread_mutex_destroy(&l->lock);
-		errno = rc;
-		goto fail_pipe;
-	}
-	return l;
-fail_pipe:
-	close(l->wake[0]);
-	close(l->wake[1]);
+	if (rc == 0)
+		return l;
+	errno = rc;
+	jstream_free(l->js);
+	tcpout_free(&l->out);
+	msgq_destroy(&l->q);
+	pthread_mutex_destroy(&l->lock);
+fail_wake:
+	wake_close(&l->wake);
 fail:
+	free(l->targets);
+	free(l->readbuf);
 	free(l);
 	return NULL;
 }
 
-/* Called by one producer thread only: it alone touches l->dropped until
- * link_join. */
-void link_send(struct link *l, struct msg *m)
+int link_offer(struct link *l, struct msg *m)
 {
-	long dropped = msgq_push(&l->q, m, MSGQ_DROP_OLDEST);
+	size_t dropped = 0;
+	int rc = msgq_offer(&l->q, m, &dropped, NULL);
 
 	if (dropped > 0) {
 		uint64_t before = l->dropped;
 
-		l->dropped += (uint64_t)dropped;
-		/* Say it when dropping starts, then every 1000. */
-		if (before == 0 || l->dropped / 1000 != before / 1000)
-			log_warn("%s: queue full; %llu oldest message(s) dropped so far",
-				 l->label, (unsigned long long)l->dropped);
-	} else if (dropped < 0) {
-		l->dropped++;
+		l->dropped += dropped;
+		/* Say it when dropping starts, then every WARN_EVERY. */
+		if (before == 0 || l->dropped / WARN_EVERY != before / WARN_EVERY)
+			log_warn("%s is down and its queue is full: %llu oldest message(s) dropped so far",
+				 l->targets[0].label, (unsigned long long)l->dropped);
 	}
+	return rc;
 }
 
-void link_close(struct link *l, const struct timespec *deadline)
+void link_close(struct link *l, bool now)
 {
 	lock(&l->lock);
 	l->closing = true;
-	l->deadline = *deadline;
+	l->now = l->now || now;
 	unlock(&l->lock);
-	poke(l);
+	wake_poke(&l->wake);
 }
 
-uint64_t link_join(struct link *l)
+bool link_ended(struct link *l)
 {
-	uint64_t lost;
+	bool e;
 
-	pthread_join(l->thread, NULL);
-	lost = l->undelivered + l->dropped;
-	if (l->js)
-		jstream_free(l->js);
+	lock(&l->lock);
+	e = l->ended;
+	unlock(&l->lock);
+	return e;
+}
+
+void link_join(struct link *l, struct link_report *r)
+{
+	must(pthread_join(l->thread, NULL), "pthread_join");
+	r->maybe_lost = l->maybe_lost;
+	r->never_sent = l->dropped + tcpout_drop(&l->out) + msgq_clear(&l->q);
+	jstream_free(l->js);
+	tcpout_free(&l->out);
 	msgq_destroy(&l->q);
 	pthread_mutex_destroy(&l->lock);
-	close(l->wake[0]);
-	close(l->wake[1]);
+	wake_close(&l->wake);
+	free(l->targets);
+	free(l->readbuf);
 	free(l);
-	return lost;
 }

@@ -1,10 +1,10 @@
 /* listener.c - the accept loop and one reader thread per connection. */
+#define _GNU_SOURCE		/* accept4(): close-on-exec atomically */
 #include "listener.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +14,13 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "proto.h"
+#include "net.h"
 #include "thread.h"
+#include "wake.h"
+
+/* Connections shut down to make room may still be ending; past this many
+ * a new one is refused instead, so threads stay bounded. */
+#define CLOSING_MARGIN 32
 
 /* ---------------------------------------------------------------------
  * Connections
@@ -42,222 +47,38 @@ void conn_shutdown(struct conn *c)
 	shutdown(c->fd, SHUT_RDWR);
 }
 
-/* Wraps the caller's handler to log junk with a per-connection budget. */
-struct reading {
-	const struct jstream_handler *inner;
-	struct conn *c;
-	unsigned complaints;
-};
-
-static int read_value(void *arg, struct json_object *obj)
+void conn_heard(struct conn *c)
 {
-	struct reading *r = arg;
-
-	return r->inner->value(r->inner->arg, obj);
+	atomic_store_explicit(&c->useful, true, memory_order_relaxed);
 }
 
-static void read_batch_end(void *arg)
+ssize_t conn_recv(struct conn *c, void *buf, size_t len, int timeout_ms)
 {
-	struct reading *r = arg;
-
-	if (r->inner->batch_end)
-		r->inner->batch_end(r->inner->arg);
-}
-
-static void read_skipped(void *arg, const char *why, size_t nbytes)
-{
-	struct reading *r = arg;
-
-	if (log_budget(&r->complaints, r->c->peer))
-		log_warn("%s: skipped %zu bytes that are not JSON (%s)",
-			 r->c->peer, nbytes, why);
-	if (r->inner->skipped)
-		r->inner->skipped(r->inner->arg, why, nbytes);
-}
-
-void conn_read_json(struct conn *c, const struct jstream_handler *h,
-		    int partial_timeout_ms)
-{
-	enum { CHUNK = 16384 };
-	struct reading r = { .inner = h, .c = c };
-	struct jstream_handler wrap = { read_value, read_skipped, &r, read_batch_end };
-	struct jstream *js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
-	char *buf = malloc(CHUNK);
-	struct timespec deadline = { 0 };
-	bool incomplete = false;	/* deadline runs */
-	const char *why;
-
-	if (!js || !buf) {
-		log_warn("%s: out of memory; closing the connection", c->peer);
-		goto out;
-	}
 	for (;;) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		int rc = timeout_ms < 0 ? 1 : poll(&p, 1, timeout_ms);
 		ssize_t n;
 
-		/* A peer may not hold a half-sent object (and this thread)
-		 * forever, however slowly it trickles: the clock starts when
-		 * the object does. */
-		if (partial_timeout_ms > 0 && jstream_partial(js)) {
-			struct pollfd p = { .fd = c->fd, .events = POLLIN };
-			int rc;
-
-			if (!incomplete) {
-				incomplete = true;
-				deadline = mono_after(partial_timeout_ms);
-			}
-			rc = poll(&p, 1, mono_ms_until(&deadline));
-			if (rc < 0 && errno == EINTR)
-				continue;
-			if (rc == 0) {
-				log_warn("%s: object left incomplete for %d s; closing the connection",
-					 c->peer, partial_timeout_ms / 1000);
-				break;
-			}
-		} else {
-			incomplete = false;
-		}
-		n = recv(c->fd, buf, CHUNK, 0);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return -1;
+		if (rc == 0)
+			return -2;
+		n = recv(c->fd, buf, len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			log_debug("%s: %s", c->peer, strerror(errno));
-			break;
-		}
-		if (n == 0) {
-			log_debug("%s: closed the connection", c->peer);
-			break;
-		}
-		if (jstream_feed(js, buf, (size_t)n, &wrap, &why) < 0) {
-			log_warn("%s: %s; closing the connection", c->peer, why);
-			break;
-		}
-	}
-out:
-	free(buf);
-	jstream_free(js);
-}
-
-/* ---------------------------------------------------------------------
- * The listener
- * ------------------------------------------------------------------- */
-
-struct worker {
-	pthread_t thread;
-	struct conn *conn;
-	struct listener *l;
-	struct worker *next;
-};
-
-struct listener {
-	int fd;
-	size_t max_conns;
-	conn_handler handler;
-	void *arg;
-	pthread_t thread;
-	int wake[2];
-	int spare_fd;		/* given up to accept-and-close at EMFILE */
-	pthread_mutex_t lock;	/* guards the lists and counters below */
-	struct worker *live, *done;
-	size_t nlive;
-	bool stopping;
-	/* Refusals are logged at most once a second, with a count. */
-	struct timespec last_refusal_log;
-	unsigned long refusals_unlogged;
-};
-
-/* Says how many refusals went unlogged, once their second is over. */
-static void flush_refusals(struct listener *l)
-{
-	if (l->refusals_unlogged == 0)
-		return;
-	log_warn("refused %lu more connection(s) (logged at most once a second)",
-		 l->refusals_unlogged);
-	l->refusals_unlogged = 0;
-	l->last_refusal_log = mono_now();
-}
-
-/* Milliseconds until unlogged refusals are due to be reported, or -1. */
-static int refusal_timeout(struct listener *l)
-{
-	struct timespec due = l->last_refusal_log;
-
-	if (l->refusals_unlogged == 0)
-		return -1;
-	due.tv_sec += 1;
-	return mono_ms_until(&due);
-}
-
-/* Logs a refused connection, or counts it when one was logged within the
- * last second; only the listener thread calls this. */
-static void log_refusal(struct listener *l, const char *peer, const char *why)
-{
-	struct timespec now = mono_now();
-
-	if (l->last_refusal_log.tv_sec != 0 &&
-	    mono_ms(&now) - mono_ms(&l->last_refusal_log) < 1000) {
-		l->refusals_unlogged++;
-		return;
-	}
-	flush_refusals(l);
-	log_warn("%s: refused: %s", peer, why);
-	l->last_refusal_log = now;
-}
-
-static void poke(struct listener *l)
-{
-	char b = 1;
-
-	if (write(l->wake[1], &b, 1) < 0) {
-		/* a full pipe already wakes the listener */
-	}
-}
-
-static void *worker_main(void *arg)
-{
-	struct worker *w = arg;
-	struct listener *l = w->l;
-	struct worker **pp;
-
-	l->handler(w->conn, l->arg);
-	atomic_store(&w->conn->ended, true);
-	/* Hand ourselves to the listener thread to be joined. */
-	lock(&l->lock);
-	for (pp = &l->live; *pp; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			break;
-		}
-	}
-	w->next = l->done;
-	l->done = w;
-	unlock(&l->lock);
-	poke(l);
-	return NULL;
-}
-
-/* Joins the workers that have finished. */
-static void reap(struct listener *l)
-{
-	struct worker *w, *next;
-
-	lock(&l->lock);
-	w = l->done;
-	l->done = NULL;
-	unlock(&l->lock);
-	for (; w; w = next) {
-		next = w->next;
-		pthread_join(w->thread, NULL);
-		conn_unref(w->conn);
-		free(w);
-		lock(&l->lock);
-		l->nlive--;
-		unlock(&l->lock);
+		if (n > 0)
+			atomic_store_explicit(&c->heard_ms, mono_now_ms(), memory_order_relaxed);
+		return n;
 	}
 }
 
 static struct conn *conn_new(int fd, const struct sockaddr *sa)
 {
 	struct conn *c = calloc(1, sizeof *c);
+	struct sockaddr_storage local;
+	socklen_t len = sizeof local;
 
 	if (!c)
 		return NULL;
@@ -265,40 +86,194 @@ static struct conn *conn_new(int fd, const struct sockaddr *sa)
 	c->id = atomic_fetch_add(&next_conn_id, 1);
 	atomic_init(&c->refs, 1);
 	atomic_init(&c->ended, false);
+	atomic_init(&c->useful, false);
+	atomic_init(&c->closing, false);
+	atomic_init(&c->delivers, false);
+	atomic_init(&c->heard_ms, mono_now_ms());
 	if (addr_format(sa, c->peer, sizeof c->peer) < 0)
 		strcpy(c->peer, "?");
 	if (addr_format_ip(sa, c->peer_ip, sizeof c->peer_ip) < 0)
 		strcpy(c->peer_ip, "?");
+	c->peer_port = addr_port(sa);
+	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0 ||
+	    addr_format_ip((struct sockaddr *)&local, c->local_ip, sizeof c->local_ip) < 0)
+		strcpy(c->local_ip, "?");
+	else
+		c->local_port = addr_port((struct sockaddr *)&local);
 	return c;
 }
 
-/* Accepts one connection and starts its thread, or refuses it. */
+/* ---------------------------------------------------------------------
+ * The listener
+ * ------------------------------------------------------------------- */
+
+struct worker {
+	struct reaped reaped;		/* first: the reaper hands it back */
+	struct conn *conn;
+	struct listener *l;
+	struct worker *prev, *next;	/* the live list */
+};
+
+struct listener {
+	int fd;
+	struct listener_config cfg;
+	pthread_t thread;
+	struct wake stop_wake;
+	struct reaper reaper;
+	int spare_fd;		/* given up to accept-and-close at EMFILE */
+	pthread_mutex_t lock;	/* guards the live list */
+	struct worker *live;
+	size_t nlive;
+	/* Listener thread only. */
+	struct log_tally refused, made_room;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct listener *l = w->l;
+
+	l->cfg.serve(w->conn, l->cfg.arg);
+	atomic_store(&w->conn->ended, true);
+	lock(&l->lock);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		l->live = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	l->nlive--;
+	unlock(&l->lock);
+	reaper_done(&l->reaper, &w->reaped);
+	return NULL;
+}
+
+static void release_worker(struct reaped *r)
+{
+	struct worker *w = (struct worker *)r;
+
+	conn_unref(w->conn);
+	free(w);
+}
+
+/* The connection to close for a new one: the longest silent of those
+ * that never sent anything useful.  Counts in *closing those already
+ * closing.  l->lock is held. */
+static struct worker *room_for_one(struct listener *l, size_t *closing)
+{
+	struct worker *w, *best = NULL;
+	int64_t best_ms = 0;
+
+	*closing = 0;
+	for (w = l->live; w; w = w->next) {
+		struct conn *c = w->conn;
+		int64_t heard = atomic_load_explicit(&c->heard_ms, memory_order_relaxed);
+
+		if (atomic_load(&c->closing)) {
+			++*closing;
+			continue;
+		}
+		if (atomic_load(&c->useful))
+			continue;
+		if (!best || heard < best_ms) {
+			best = w;
+			best_ms = heard;
+		}
+	}
+	return best;
+}
+
+/* Whether c may have a thread: below the limit, or by closing a silent
+ * connection.  Says why not. */
+static bool admit(struct listener *l, struct conn *c)
+{
+	struct worker *victim = NULL;
+	size_t closing = 0;
+	bool full;
+	char who[ADDR_STRLEN];
+	int64_t silent_ms = 0;
+
+	lock(&l->lock);
+	full = l->nlive >= l->cfg.max_conns;
+	if (full && (victim = room_for_one(l, &closing)) != NULL && closing < CLOSING_MARGIN) {
+		atomic_store(&victim->conn->closing, true);
+		conn_shutdown(victim->conn);
+		snprintf(who, sizeof who, "%s", victim->conn->peer);
+		silent_ms = mono_now_ms() - atomic_load(&victim->conn->heard_ms);
+		full = false;
+	}
+	unlock(&l->lock);
+	if (victim && !full)
+		log_tally(&l->made_room, "%s: closed to make room for %s: sent nothing useful, silent %lld ms",
+			  who, c->peer, (long long)silent_ms);
+	else if (full)
+		log_tally(&l->refused, "%s: refused: %zu connections open already", c->peer,
+			  l->cfg.max_conns);
+	return !full;
+}
+
+/* Starts c's thread; false (c released) on failure. */
+static bool start_worker(struct listener *l, struct conn *c)
+{
+	struct worker *w = calloc(1, sizeof *w);
+	int rc = ENOMEM;
+
+	if (w) {
+		w->conn = c;
+		w->l = l;
+		lock(&l->lock);
+		w->next = l->live;
+		if (l->live)
+			l->live->prev = w;
+		l->live = w;
+		l->nlive++;
+		rc = reaper_start(&l->reaper, &w->reaped, worker_main, w);
+		if (rc != 0) {
+			l->live = w->next;
+			if (l->live)
+				l->live->prev = NULL;
+			l->nlive--;
+		}
+		unlock(&l->lock);
+	}
+	if (rc != 0) {
+		log_tally(&l->refused, "%s: refused: cannot start a thread: %s", c->peer, strerror(rc));
+		conn_unref(c);
+		free(w);
+		return false;
+	}
+	return true;
+}
+
+/* Out of descriptors: accept with the spare one and close at once,
+ * rather than spin on a ready socket. */
+static void shed_one(struct listener *l)
+{
+	int fd;
+
+	close(l->spare_fd);
+	fd = accept(l->fd, NULL, NULL);
+	if (fd >= 0)
+		close(fd);
+	l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	log_tally(&l->refused, "a connection: refused: out of file descriptors");
+}
+
 static void accept_one(struct listener *l)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
-	struct worker *w;
 	struct conn *c;
-	bool full;
-	int fd, rc, one = 1;
+	int fd, one = 1;
 
-	fd = accept(l->fd, (struct sockaddr *)&ss, &len);
+	fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 	if (fd < 0) {
-		if ((errno == EMFILE || errno == ENFILE) && l->spare_fd >= 0) {
-			/* Out of descriptors: accept with the spare one and
-			 * close at once, rather than spin on a ready socket. */
-			close(l->spare_fd);
-			fd = accept(l->fd, NULL, NULL);
-			if (fd >= 0)
-				close(fd);
-			l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-			log_refusal(l, "a connection", "out of file descriptors");
-		} else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
+		if ((errno == EMFILE || errno == ENFILE) && l->spare_fd >= 0)
+			shed_one(l);
+		else if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
 			log_warn("accept: %s", strerror(errno));
-		}
 		return;
 	}
-	fcntl(fd, F_SETFD, FD_CLOEXEC);
 	/* The relay may answer on this connection: no Nagle delay. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c = conn_new(fd, (struct sockaddr *)&ss);
@@ -306,138 +281,95 @@ static void accept_one(struct listener *l)
 		close(fd);
 		return;
 	}
-	lock(&l->lock);
-	full = l->nlive >= l->max_conns;
-	unlock(&l->lock);
-	if (full) {
-		char why[64];
-
-		snprintf(why, sizeof why, "%zu connections open already", l->max_conns);
-		log_refusal(l, c->peer, why);
+	if (!admit(l, c)) {
 		conn_unref(c);
 		return;
 	}
-	w = calloc(1, sizeof *w);
-	if (!w) {
-		conn_unref(c);
-		return;
-	}
-	w->conn = c;
-	w->l = l;
-	lock(&l->lock);
-	w->next = l->live;
-	l->live = w;
-	l->nlive++;
-	rc = thread_start(&w->thread, worker_main, w);
-	if (rc != 0) {
-		l->live = w->next;
-		l->nlive--;
-	}
-	unlock(&l->lock);
-	if (rc != 0) {
-		char why[96];
-
-		snprintf(why, sizeof why, "cannot start a thread: %s", strerror(rc));
-		log_refusal(l, c->peer, why);
-		conn_unref(c);
-		free(w);
-	}
+	start_worker(l, c);
 }
 
-static void drain(int fd)
+static int tally_timeout(struct listener *l)
 {
-	char buf[64];
+	int a = log_tally_due_ms(&l->refused), b = log_tally_due_ms(&l->made_room);
 
-	while (read(fd, buf, sizeof buf) > 0) {
-	}
+	return a < 0 ? b : b < 0 || a < b ? a : b;
 }
 
-static void *listener_main(void *arg)
+static void flush_tallies(struct listener *l, bool force)
 {
-	struct listener *l = arg;
-	struct pollfd p[2] = {
-		{ .fd = l->fd, .events = POLLIN },
-		{ .fd = l->wake[0], .events = POLLIN },
-	};
+	log_tally_flush(&l->refused, "refused connections", force);
+	log_tally_flush(&l->made_room, "connections closed to make room", force);
+}
+
+/* Stop: no new connections; wake every reader and wait for all. */
+static void close_all(struct listener *l)
+{
 	struct worker *w;
-	bool stopping = false;
 
-	while (!stopping) {
-		int rc = poll(p, 2, refusal_timeout(l));
-
-		if (rc < 0) {
-			if (errno == EINTR)
-				continue;
-			log_warn("poll: %s", strerror(errno));
-			break;
-		}
-		if (refusal_timeout(l) == 0)
-			flush_refusals(l);
-		if (p[1].revents) {
-			drain(l->wake[0]);
-			reap(l);
-			lock(&l->lock);
-			stopping = l->stopping;
-			unlock(&l->lock);
-		}
-		if (!stopping && p[0].revents)
-			accept_one(l);
-	}
-
-	/* Stop: no new connections; wake every reader and wait for all. */
 	close(l->fd);
 	l->fd = -1;
 	lock(&l->lock);
 	for (w = l->live; w; w = w->next)
 		conn_shutdown(w->conn);
 	unlock(&l->lock);
-	for (;;) {
-		size_t left;
+	while (reaper_join(&l->reaper, release_worker) > 0) {
+		struct pollfd p = { .fd = reaper_fd(&l->reaper), .events = POLLIN };
 
-		reap(l);
-		lock(&l->lock);
-		left = l->nlive;
-		unlock(&l->lock);
-		if (left == 0)
-			break;
-		if (poll(&p[1], 1, -1) > 0)
-			drain(l->wake[0]);
+		poll(&p, 1, -1);
 	}
+	flush_tallies(l, true);
+}
+
+static void *listener_main(void *arg)
+{
+	struct listener *l = arg;
+	struct pollfd p[3] = {
+		{ .fd = l->fd, .events = POLLIN },
+		{ .fd = reaper_fd(&l->reaper), .events = POLLIN },
+		{ .fd = wake_fd(&l->stop_wake), .events = POLLIN },
+	};
+
+	for (;;) {
+		int rc = poll(p, 3, tally_timeout(l));
+
+		if (rc < 0 && errno != EINTR) {
+			log_warn("poll: %s", strerror(errno));
+			break;
+		}
+		flush_tallies(l, false);
+		if (p[1].revents)
+			reaper_join(&l->reaper, release_worker);
+		if (p[2].revents)
+			break;
+		if (p[0].revents)
+			accept_one(l);
+	}
+	close_all(l);
 	return NULL;
 }
 
-struct listener *listener_start(const struct listener_config *cfg)
+struct listener *listener_open(const char *host, uint16_t *port,
+			       const struct listener_config *cfg)
 {
 	struct listener *l = calloc(1, sizeof *l);
-	int i, rc;
+	char err[128];
+	int rc;
 
 	if (!l)
-		return NULL;
-	l->fd = cfg->fd;
-	l->max_conns = cfg->max_conns;
-	l->handler = cfg->handler;
-	l->arg = cfg->arg;
-	if (pipe(l->wake) < 0) {
-		free(l);
-		return NULL;
-	}
-	for (i = 0; i < 2; i++) {
-		fcntl(l->wake[i], F_SETFL, O_NONBLOCK);
-		fcntl(l->wake[i], F_SETFD, FD_CLOEXEC);
-	}
+		log_die(1, "out of memory");
+	l->fd = net_listen(host, *port, err, sizeof err);
+	if (l->fd < 0)
+		log_die(1, "cannot listen on %s%sport %u: %s", host ? host : "",
+			host ? " " : "", *port, err);
+	*port = net_local_port(l->fd);
+	l->cfg = *cfg;
+	mutex_init(&l->lock);
+	if (wake_init(&l->stop_wake) < 0 || reaper_init(&l->reaper) < 0)
+		log_die(1, "cannot start the listener: %s", strerror(errno));
 	l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	pthread_mutex_init(&l->lock, NULL);
 	rc = thread_start(&l->thread, listener_main, l);
-	if (rc != 0) {
-		close(l->wake[0]);
-		close(l->wake[1]);
-		if (l->spare_fd >= 0)
-			close(l->spare_fd);
-		pthread_mutex_destroy(&l->lock);
-		free(l);
-		errno = rc;
-		return NULL;
-	}
+	if (rc != 0)
+		log_die(1, "cannot start the listener: %s", strerror(rc));
 	return l;
 }
 
@@ -445,25 +377,12 @@ void listener_stop(struct listener *l)
 {
 	if (!l)
 		return;
-	lock(&l->lock);
-	l->stopping = true;
-	unlock(&l->lock);
-	poke(l);
-	pthread_join(l->thread, NULL);
-	close(l->wake[0]);
-	close(l->wake[1]);
+	wake_poke(&l->stop_wake);
+	must(pthread_join(l->thread, NULL), "pthread_join");
+	wake_close(&l->stop_wake);
+	reaper_destroy(&l->reaper);
 	if (l->spare_fd >= 0)
 		close(l->spare_fd);
 	pthread_mutex_destroy(&l->lock);
 	free(l);
-}
-
-size_t listener_open_conns(struct listener *l)
-{
-	size_t n;
-
-	lock(&l->lock);
-	n = l->nlive;
-	unlock(&l->lock);
-	return n;
 }

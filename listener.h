@@ -1,10 +1,14 @@
 /* listener.h - accepting connections, one reader thread each.
  *
  * A listener thread accepts; every accepted connection gets its own thread
- * running the caller's handler.  Finished threads are joined by the
- * listener thread as they end, so nothing piles up.  listener_stop() stops
- * accepting, shuts down every open connection (which wakes its reader) and
- * joins every thread. */
+ * running the caller's serve function.  Finished threads are joined as
+ * they end (thread.h's reaper), so nothing piles up.
+ *
+ * Silence cannot hold the slots: at the limit, a new connection takes the
+ * place of the longest-silent one that never sent anything useful (see
+ * conn_heard), so a crowd of idle connections cannot lock real peers out.
+ * listener_stop() stops accepting, shuts down every open connection (which
+ * wakes its reader) and joins every thread. */
 #ifndef LISTENER_H
 #define LISTENER_H
 
@@ -12,9 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "addr.h"
-#include "jstream.h"
 
 /* An accepted connection.  Reference-counted because a relay subscriber
  * may keep writing to the connection it subscribed over; the descriptor is
@@ -24,9 +28,16 @@ struct conn {
 	uint64_t id;			/* unique for the process's life */
 	char peer[ADDR_STRLEN];		/* "IP:PORT" of the remote end */
 	char peer_ip[ADDR_STRLEN];	/* the IP alone */
+	uint16_t peer_port;
+	char local_ip[ADDR_STRLEN];	/* our address it came to */
+	uint16_t local_port;
 	atomic_uint refs;
 	atomic_bool ended;		/* its reader has finished */
-	void *data;			/* for the handler */
+	atomic_bool useful;		/* it sent a valid message */
+	atomic_bool closing;		/* shut down to make room */
+	atomic_bool delivers;		/* a relay subscriber's deliveries go
+					 * over it (it does not listen) */
+	_Atomic int64_t heard_ms;	/* when it last sent a byte */
 };
 
 struct conn *conn_ref(struct conn *c);
@@ -35,26 +46,28 @@ void conn_unref(struct conn *c);
 /* Shuts the connection down (both ways) so a thread blocked on it wakes. */
 void conn_shutdown(struct conn *c);
 
-/* Reads JSON values from c and hands them to h until end of stream, an
- * error, a limit (then logs why), or h stops.  A value left half-sent for
- * more than partial_timeout_ms (0: no limit) also ends it. */
-void conn_read_json(struct conn *c, const struct jstream_handler *h,
-		    int partial_timeout_ms);
+/* The connection sent something valid: it keeps its slot. */
+void conn_heard(struct conn *c);
 
-typedef void (*conn_handler)(struct conn *c, void *arg);
+/* recv() that waits at most timeout_ms (-1: no limit).  Returns the bytes
+ * read, 0 at end of stream, -1 with errno on an error, or -2 when the time
+ * ran out. */
+ssize_t conn_recv(struct conn *c, void *buf, size_t len, int timeout_ms);
 
 struct listener_config {
-	int fd;			/* a listening socket; the listener owns it */
 	size_t max_conns;	/* accepted connections open at once */
-	conn_handler handler;	/* runs on the connection's own thread */
+	/* Runs on the connection's own thread. */
+	void (*serve)(struct conn *c, void *arg);
 	void *arg;
 };
 
 struct listener;
 
-/* NULL with errno set on failure. */
-struct listener *listener_start(const struct listener_config *cfg);
+/* Listens on host (NULL: every address) and *port with SO_REUSEADDR and
+ * starts accepting; *port gets the port actually used.  On failure, says
+ * why ("cannot listen on port 5001: Address already in use") and exits 1. */
+struct listener *listener_open(const char *host, uint16_t *port,
+			       const struct listener_config *cfg);
 void listener_stop(struct listener *l);
-size_t listener_open_conns(struct listener *l);
 
 #endif

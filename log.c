@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "sanitize.h"
+#include "thread.h"
 
 static const char *progname = "chat";
 static enum log_level level = LOG_NORMAL;
@@ -26,9 +28,10 @@ void log_init(const char *name)
 	progname = slash ? slash + 1 : name;
 }
 
-void log_set_level(enum log_level l) { level = l; }
-enum log_level log_get_level(void) { return level; }
-const char *log_progname(void) { return progname; }
+void log_set_level(enum log_level l)
+{
+	level = l;
+}
 
 /* Formats "prog: text\n" with network-derived text made harmless, and
  * writes it at once.  errno is preserved for the caller. */
@@ -50,13 +53,9 @@ static void emit(const char *fmt, va_list ap)
 	line[len++] = '\n';
 	if (sink) {
 		sink(line, len);
-		errno = saved;
-		return;
-	}
-	/* One write keeps lines whole; a short write to stderr is not worth
-	 * retrying for a diagnostic. */
-	if (write(STDERR_FILENO, line, len) < 0) {
-		/* nothing sensible left to report to */
+	} else if (write(STDERR_FILENO, line, len) < 0) {
+		/* One write keeps lines whole; a failed diagnostic has
+		 * nowhere left to be reported. */
 	}
 	errno = saved;
 }
@@ -102,17 +101,105 @@ void log_die(int status, const char *fmt, ...)
 	exit(status);
 }
 
-#define LOG_BUDGET 50
+/* ---------------------------------------------------------------------
+ * Budgets
+ * ------------------------------------------------------------------- */
 
-bool log_budget(unsigned *count, const char *who)
+#define SUMMARY_MS 1000
+
+void log_budget_init(struct log_budget *b, const char *who)
 {
-	if (*count < LOG_BUDGET) {
-		++*count;
+	b->who = who;
+	b->used = 0;
+	b->suppressed = 0;
+	b->last_summary_ms = 0;
+}
+
+void log_budget_flush(struct log_budget *b)
+{
+	if (b->suppressed == 0)
+		return;
+	log_warn("%" PRIu64 " more line(s) from %s suppressed", b->suppressed, b->who);
+	b->suppressed = 0;
+	b->last_summary_ms = mono_now_ms();
+}
+
+/* Whether a line may go out now; counts it when not. */
+static bool charge(struct log_budget *b, bool wanted)
+{
+	if (!wanted)
+		return false;
+	if (b->used < LOG_BUDGET) {
+		b->used++;
 		return true;
 	}
-	if (*count == LOG_BUDGET) {
-		++*count;
-		log_warn("%s: more problems; not logging them", who);
-	}
+	b->suppressed++;
+	if (mono_now_ms() - b->last_summary_ms >= SUMMARY_MS)
+		log_budget_flush(b);
 	return false;
+}
+
+void log_peer_warn(struct log_budget *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!charge(b, true))
+		return;
+	va_start(ap, fmt);
+	emit(fmt, ap);
+	va_end(ap);
+}
+
+void log_peer_info(struct log_budget *b, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!charge(b, level >= LOG_NORMAL))
+		return;
+	va_start(ap, fmt);
+	emit(fmt, ap);
+	va_end(ap);
+}
+
+/* ---------------------------------------------------------------------
+ * Tallies
+ * ------------------------------------------------------------------- */
+
+bool log_tally(struct log_tally *t, const char *fmt, ...)
+{
+	int64_t now = mono_now_ms();
+	va_list ap;
+
+	if (t->last_ms != 0 && now - t->last_ms < SUMMARY_MS) {
+		t->count++;
+		return false;
+	}
+	t->last_ms = now;
+	va_start(ap, fmt);
+	emit(fmt, ap);
+	va_end(ap);
+	return true;
+}
+
+bool log_tally_flush(struct log_tally *t, const char *what, bool force)
+{
+	int64_t now = mono_now_ms();
+
+	if (t->count == 0 || (!force && now - t->last_ms < SUMMARY_MS))
+		return false;
+	log_warn("%s: %" PRIu64 " more in the last %" PRId64 " ms", what, t->count,
+		 now - t->last_ms);
+	t->count = 0;
+	t->last_ms = now;
+	return true;
+}
+
+int log_tally_due_ms(const struct log_tally *t)
+{
+	int64_t left;
+
+	if (t->count == 0)
+		return -1;
+	left = t->last_ms + SUMMARY_MS - mono_now_ms();
+	return left < 0 ? 0 : (int)left;
 }

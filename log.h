@@ -9,14 +9,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdnoreturn.h>
 
 enum log_level { LOG_QUIET = 0, LOG_NORMAL = 1, LOG_VERBOSE = 2 };
 
 void log_init(const char *progname);
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
-const char *log_progname(void);
 
 /* Always printed: warnings and errors the user must see. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -33,9 +32,50 @@ noreturn void log_die(int status, const char *fmt, ...)
  * thread starts. */
 void log_set_sink(void (*sink)(const char *line, size_t len));
 
-/* Rate limit for complaints about one bad peer: returns true while *count
- * is below a small budget; the call that exhausts it logs once that
- * further problems from `who` are not logged. */
-bool log_budget(unsigned *count, const char *who);
+/* ---------------------------------------------------------------------
+ * Budgets: what one peer can make us log.  Every line a connection causes
+ * goes through its budget: the first LOG_BUDGET are printed, later ones
+ * are counted and summed up at most once a second ("N more lines from
+ * WHO suppressed") and when the connection ends.
+ * ------------------------------------------------------------------- */
+
+#define LOG_BUDGET 50
+
+struct log_budget {
+	const char *who;	/* "127.0.0.1:5000": lives as long as the budget */
+	unsigned used;
+	uint64_t suppressed;	/* since the last summary */
+	int64_t last_summary_ms;
+};
+
+void log_budget_init(struct log_budget *b, const char *who);
+/* Like log_warn / log_info, charged to b. */
+void log_peer_warn(struct log_budget *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void log_peer_info(struct log_budget *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Prints the summary of what is still suppressed (at the end). */
+void log_budget_flush(struct log_budget *b);
+
+/* ---------------------------------------------------------------------
+ * Counted events: many events of one kind (refused connections, refused
+ * subscriptions) become one line a second.  Not thread-safe by itself:
+ * one thread, or the caller's lock.
+ * ------------------------------------------------------------------- */
+
+struct log_tally {
+	uint64_t count;		/* since the last line */
+	int64_t last_ms;	/* when the last line was printed */
+};
+
+/* Logs "fmt" at once when no line of this kind went out in the last
+ * second, else counts it; returns true when it logged. */
+bool log_tally(struct log_tally *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* When events were counted and their second is over, logs
+ * "<what>: N more in the last second(s)" and returns true. */
+bool log_tally_flush(struct log_tally *t, const char *what, bool force);
+/* Milliseconds until log_tally_flush has something due, or -1. */
+int log_tally_due_ms(const struct log_tally *t);
 
 #endif

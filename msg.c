@@ -1,8 +1,10 @@
-/* msg.c - immutable, reference-counted byte buffers. */
+/* msg.c - immutable, reference-counted byte buffers, and their pool. */
 #include "msg.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "thread.h"
 
 struct msg *msg_new(const void *data, size_t len)
 {
@@ -11,6 +13,7 @@ struct msg *msg_new(const void *data, size_t len)
 	if (!m)
 		return NULL;
 	atomic_init(&m->refs, 1);
+	m->pool = NULL;
 	m->len = len;
 	memcpy(m->data, data, len);
 	return m;
@@ -22,10 +25,76 @@ struct msg *msg_ref(struct msg *m)
 	return m;
 }
 
+static void credit(struct msgpool *p, size_t len)
+{
+	lock(&p->lock);
+	p->bytes -= len;
+	if (p->waiting)
+		pthread_cond_broadcast(&p->room);
+	unlock(&p->lock);
+}
+
 void msg_unref(struct msg *m)
 {
 	/* acq_rel: the thread that frees must see every other thread's
 	 * last use of the buffer. */
-	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1)
+	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+		if (m->pool)
+			credit(m->pool, m->len);
 		free(m);
+	}
+}
+
+void msgpool_init(struct msgpool *p, size_t max_bytes)
+{
+	mutex_init(&p->lock);
+	cond_init(&p->room);
+	p->bytes = 0;
+	p->max_bytes = max_bytes;
+	p->waiting = 0;
+	p->closed = false;
+}
+
+void msgpool_destroy(struct msgpool *p)
+{
+	pthread_cond_destroy(&p->room);
+	pthread_mutex_destroy(&p->lock);
+}
+
+bool msgpool_charge(struct msgpool *p, struct msg *m)
+{
+	bool ok;
+
+	lock(&p->lock);
+	/* Below the bound, any message fits: one may pass it by its size. */
+	while (p->bytes >= p->max_bytes && !p->closed) {
+		p->waiting++;
+		must(pthread_cond_wait(&p->room, &p->lock), "pthread_cond_wait");
+		p->waiting--;
+	}
+	ok = !p->closed;
+	if (ok) {
+		p->bytes += m->len;
+		m->pool = p;
+	}
+	unlock(&p->lock);
+	return ok;
+}
+
+void msgpool_close(struct msgpool *p)
+{
+	lock(&p->lock);
+	p->closed = true;
+	pthread_cond_broadcast(&p->room);
+	unlock(&p->lock);
+}
+
+size_t msgpool_bytes(struct msgpool *p)
+{
+	size_t n;
+
+	lock(&p->lock);
+	n = p->bytes;
+	unlock(&p->lock);
+	return n;
 }

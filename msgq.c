@@ -3,56 +3,56 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "thread.h"
 
-int msgq_init(struct msgq *q, size_t max_msgs, size_t max_bytes, int wake_fd)
-{
-	pthread_condattr_t attr;
+/* Small at first: a relay may hold thousands of mostly idle queues. */
+#define INITIAL_SLOTS 16
 
+int msgq_init(struct msgq *q, size_t max_msgs, size_t max_bytes)
+{
 	if (max_msgs == 0)
 		max_msgs = 1;
-	/* Small at first: a relay may hold thousands of mostly idle queues. */
-	q->size = max_msgs < 16 ? max_msgs : 16;
+	q->size = max_msgs < INITIAL_SLOTS ? max_msgs : INITIAL_SLOTS;
 	q->ring = calloc(q->size, sizeof *q->ring);
-	if (!q->ring)
+	if (!q->ring) {
+		errno = ENOMEM;
 		return -1;
+	}
 	q->max_msgs = max_msgs;
 	q->head = q->count = q->bytes = 0;
 	q->max_bytes = max_bytes;
-	q->closed = q->woken = q->waiting = q->wake_due = false;
-	q->wake_fd = wake_fd;
-	if (pthread_mutex_init(&q->lock, NULL) != 0)
-		goto fail;
-	if (pthread_condattr_init(&attr) != 0)
-		goto fail_mutex;
-	/* Deadlines are monotonic so a clock change cannot stretch them. */
-	if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0 ||
-	    pthread_cond_init(&q->nonempty, &attr) != 0) {
-		pthread_condattr_destroy(&attr);
-		goto fail_mutex;
-	}
-	pthread_condattr_destroy(&attr);
+	q->mode = MSGQ_WAIT;
+	q->closed = q->kicked = false;
+	q->consumer_idle = true;	/* it has not looked yet */
+	q->wake_owed = q->room_wanted = false;
+	q->producers_waiting = 0;
+	q->consumer_wake = q->room_wake = NULL;
+	mutex_init(&q->lock);
+	cond_init(&q->nonempty);
+	cond_init(&q->room);
 	return 0;
-fail_mutex:
-	pthread_mutex_destroy(&q->lock);
-fail:
-	free(q->ring);
-	errno = ENOMEM;
-	return -1;
 }
 
 void msgq_destroy(struct msgq *q)
 {
 	msgq_clear(q);
 	pthread_cond_destroy(&q->nonempty);
+	pthread_cond_destroy(&q->room);
 	pthread_mutex_destroy(&q->lock);
 	free(q->ring);
 	q->ring = NULL;
 }
 
-/* Removes and returns the head; the queue's lock is held. */
+void msgq_set_wakes(struct msgq *q, struct wake *consumer_wake,
+		    struct wake *room_wake)
+{
+	q->consumer_wake = consumer_wake;
+	q->room_wake = room_wake;
+}
+
+/* The helpers below run with q->lock held. */
+
 static struct msg *take_head(struct msgq *q)
 {
 	struct msg *m = q->ring[q->head];
@@ -69,14 +69,14 @@ static bool fits(const struct msgq *q, const struct msg *m)
 	return q->count < q->max_msgs && q->bytes + m->len <= q->max_bytes;
 }
 
-/* Makes room for one more message; the lock is held.  -1 on ENOMEM. */
+/* Makes room in the ring for one more message; -1 on ENOMEM. */
 static int grow(struct msgq *q)
 {
 	size_t size, i;
 	struct msg **ring;
 
-	if (q->count < q->size)
-		return 0;
+	if (q->count < q->size || q->size >= q->max_msgs)
+		return 0;	/* room, or full: fits() decides */
 	size = q->size * 2 < q->max_msgs ? q->size * 2 : q->max_msgs;
 	ring = malloc(size * sizeof *ring);
 	if (!ring)
@@ -90,137 +90,148 @@ static int grow(struct msgq *q)
 	return 0;
 }
 
-static void poke(struct msgq *q)
+static void wake_consumer_locked(struct msgq *q)
 {
-	char b = 1;
+	q->consumer_idle = false;
+	q->wake_owed = false;
+	if (q->consumer_wake)
+		wake_poke(q->consumer_wake);
+	else
+		pthread_cond_signal(&q->nonempty);
+}
 
-	pthread_cond_signal(&q->nonempty);
-	/* A full pipe already means "wake up"; EAGAIN is fine. */
-	if (q->wake_fd >= 0 && write(q->wake_fd, &b, 1) < 0) {
-		/* ignored */
+/* Somebody waiting for room may go on now. */
+static void room_made(struct msgq *q)
+{
+	if (q->producers_waiting)
+		pthread_cond_broadcast(&q->room);
+	if (q->room_wanted && q->room_wake) {
+		q->room_wanted = false;
+		wake_poke(q->room_wake);
 	}
 }
 
-long msgq_push(struct msgq *q, struct msg *m, enum msgq_policy policy)
+/* Appends m (which fits, or the mode drops); returns how many were dropped. */
+static size_t append(struct msgq *q, struct msg *m, bool *wake_owed)
 {
-	long dropped = 0;
+	size_t dropped = 0;
 
-	lock(&q->lock);
-	if (q->closed || m->len > q->max_bytes ||
-	    (!fits(q, m) && policy == MSGQ_REJECT)) {
-		unlock(&q->lock);
-		return -1;
-	}
-	/* Dropping only frees memory, which is cheap enough under the lock. */
-	while (!fits(q, m)) {
+	while (!fits(q, m) && q->count > 0) {
 		msg_unref(take_head(q));
 		dropped++;
 	}
-	if (grow(q) < 0) {
-		unlock(&q->lock);
-		return -1;
-	}
 	q->ring[(q->head + q->count) % q->size] = msg_ref(m);
 	q->count++;
 	q->bytes += m->len;
-	poke(q);
-	unlock(&q->lock);
+	if (q->consumer_idle) {
+		if (!wake_owed)
+			wake_consumer_locked(q);
+		else if (!q->wake_owed)
+			q->wake_owed = *wake_owed = true;
+	}
 	return dropped;
 }
 
-int msgq_push_deferred(struct msgq *q, struct msg *m, bool *wake)
+void msgq_set_mode(struct msgq *q, enum msgq_mode mode)
 {
-	*wake = false;
 	lock(&q->lock);
-	if (q->closed || !fits(q, m) || grow(q) < 0) {
-		unlock(&q->lock);
-		return -1;
-	}
-	q->ring[(q->head + q->count) % q->size] = msg_ref(m);
-	q->count++;
-	q->bytes += m->len;
-	/* Only a sleeping consumer needs waking, and only once. */
-	if (q->waiting && !q->wake_due) {
-		q->wake_due = true;
-		*wake = true;
+	q->mode = mode;
+	if (mode == MSGQ_DROP_OLDEST)
+		room_made(q);
+	unlock(&q->lock);
+}
+
+int msgq_offer(struct msgq *q, struct msg *m, size_t *dropped, bool *wake_owed)
+{
+	size_t gone = 0;
+	int rc = 1;
+
+	if (wake_owed)
+		*wake_owed = false;
+	lock(&q->lock);
+	if (q->closed || m->len > q->max_bytes || grow(q) < 0) {
+		rc = -1;
+	} else if (!fits(q, m) && q->mode == MSGQ_WAIT) {
+		q->room_wanted = true;
+		rc = 0;
+	} else {
+		gone = append(q, m, wake_owed);
 	}
 	unlock(&q->lock);
-	return 0;
+	if (dropped)
+		*dropped = gone;
+	return rc;
+}
+
+int msgq_push(struct msgq *q, struct msg *m, bool *wake_owed)
+{
+	int rc = 0;
+
+	if (wake_owed)
+		*wake_owed = false;
+	lock(&q->lock);
+	while (!q->closed && !fits(q, m) && q->mode == MSGQ_WAIT) {
+		/* A full queue's consumer has work: make sure it knows. */
+		if (q->consumer_idle)
+			wake_consumer_locked(q);
+		q->producers_waiting++;
+		must(pthread_cond_wait(&q->room, &q->lock), "pthread_cond_wait");
+		q->producers_waiting--;
+	}
+	if (q->closed || m->len > q->max_bytes || grow(q) < 0)
+		rc = -1;
+	else
+		append(q, m, wake_owed);
+	unlock(&q->lock);
+	return rc;
 }
 
 void msgq_wake_consumer(struct msgq *q)
 {
-	/* Signalling without the lock is safe: the push that made the
-	 * queue non-empty happened under it. */
-	pthread_cond_signal(&q->nonempty);
+	lock(&q->lock);
+	if (q->wake_owed)
+		wake_consumer_locked(q);
+	unlock(&q->lock);
 }
 
-size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
-		const struct timespec *deadline)
+size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait)
 {
 	size_t n = 0;
 
 	lock(&q->lock);
-	while (wait && q->count == 0 && !q->closed && !q->woken) {
-		int rc;
-
-		q->waiting = true;
-		rc = deadline ? pthread_cond_timedwait(&q->nonempty, &q->lock, deadline)
-			      : pthread_cond_wait(&q->nonempty, &q->lock);
-		q->waiting = false;
-		if (rc == ETIMEDOUT)
-			break;
+	while (wait && q->count == 0 && !q->closed && !q->kicked) {
+		q->consumer_idle = true;
+		must(pthread_cond_wait(&q->nonempty, &q->lock), "pthread_cond_wait");
 	}
-	q->woken = false;
-	q->wake_due = false;
+	q->kicked = false;
 	while (n < max && q->count > 0)
 		out[n++] = take_head(q);
+	/* Nothing left: the next push must wake us (a wake owed by a
+	 * deferred push is still delivered, and then harmless). */
+	q->consumer_idle = q->count == 0;
+	if (n > 0)
+		room_made(q);
 	unlock(&q->lock);
 	return n;
+}
+
+void msgq_kick(struct msgq *q)
+{
+	lock(&q->lock);
+	q->kicked = true;
+	wake_consumer_locked(q);
+	unlock(&q->lock);
 }
 
 void msgq_close(struct msgq *q)
 {
 	lock(&q->lock);
 	q->closed = true;
-	poke(q);
+	wake_consumer_locked(q);
+	pthread_cond_broadcast(&q->room);
+	if (q->room_wake)
+		wake_poke(q->room_wake);
 	unlock(&q->lock);
-}
-
-void msgq_wake(struct msgq *q)
-{
-	lock(&q->lock);
-	q->woken = true;
-	poke(q);
-	unlock(&q->lock);
-}
-
-size_t msgq_clear(struct msgq *q)
-{
-	struct msg *m;
-	size_t n = 0;
-
-	for (;;) {
-		lock(&q->lock);
-		if (q->count == 0) {
-			unlock(&q->lock);
-			return n;
-		}
-		m = take_head(q);
-		unlock(&q->lock);
-		msg_unref(m);
-		n++;
-	}
-}
-
-size_t msgq_count(struct msgq *q)
-{
-	size_t n;
-
-	lock(&q->lock);
-	n = q->count;
-	unlock(&q->lock);
-	return n;
 }
 
 bool msgq_closed(struct msgq *q)
@@ -231,4 +242,40 @@ bool msgq_closed(struct msgq *q)
 	c = q->closed;
 	unlock(&q->lock);
 	return c;
+}
+
+size_t msgq_clear(struct msgq *q)
+{
+	struct msg **all;
+	size_t n, i;
+
+	/* Freed outside the lock: a last unref may wake a pool's waiters. */
+	lock(&q->lock);
+	n = q->count;
+	all = n ? malloc(n * sizeof *all) : NULL;
+	if (!all) {
+		while (q->count > 0)
+			msg_unref(take_head(q));
+		room_made(q);
+		unlock(&q->lock);
+		return n;
+	}
+	for (i = 0; i < n; i++)
+		all[i] = take_head(q);
+	room_made(q);
+	unlock(&q->lock);
+	for (i = 0; i < n; i++)
+		msg_unref(all[i]);
+	free(all);
+	return n;
+}
+
+size_t msgq_count(struct msgq *q)
+{
+	size_t n;
+
+	lock(&q->lock);
+	n = q->count;
+	unlock(&q->lock);
+	return n;
 }

@@ -214,69 +214,7 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, char *err,
 	return fd;
 }
 
-/* Waits until fd can take more bytes (for a non-blocking socket). */
-static int wait_writable(int fd)
-{
-	struct pollfd p = { .fd = fd, .events = POLLOUT };
-
-	while (poll(&p, 1, -1) < 0)
-		if (errno != EINTR)
-			return -1;
-	return 0;
-}
-
-int net_write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_writable(fd) == 0)
-				continue;
-			return -1;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int net_writev_all(int fd, struct iovec *iov, int iovcnt)
-{
-	while (iovcnt > 0) {
-		struct msghdr mh;
-		ssize_t n;
-
-		memset(&mh, 0, sizeof mh);
-		mh.msg_iov = iov;
-		mh.msg_iovlen = (size_t)iovcnt;
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_writable(fd) == 0)
-				continue;
-			return -1;
-		}
-		/* Skip what was written, possibly ending inside an iovec. */
-		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-			n -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + n;
-			iov->iov_len -= (size_t)n;
-		}
-	}
-	return 0;
-}
-
-int net_peer_closed(int fd)
+enum net_peer net_peer_state(int fd)
 {
 	char buf[512];
 	int rounds;
@@ -288,27 +226,38 @@ int net_peer_closed(int fd)
 		if (n > 0)
 			continue;
 		if (n == 0)
-			return 1;
+			return NET_PEER_CLOSED;
 		if (errno == EINTR)
 			continue;
-		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : 1;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return NET_PEER_OPEN;
+		return net_is_reset(errno) ? NET_PEER_RESET : NET_PEER_CLOSED;
 	}
-	return 0;
+	return NET_PEER_OPEN;
 }
 
-void net_close_gracefully(int fd, int timeout_ms)
+bool net_is_reset(int err)
+{
+	return err == ECONNRESET || err == EPIPE;
+}
+
+bool net_close_gracefully(int fd, int timeout_ms)
 {
 	struct timespec deadline = mono_after(timeout_ms);
 	struct pollfd p = { .fd = fd, .events = POLLIN };
+	bool clean = false;
 	char buf[512];
 
 	if (shutdown(fd, SHUT_WR) == 0) {
 		while (poll(&p, 1, mono_ms_until(&deadline)) > 0) {
 			ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
 
+			if (n == 0)
+				clean = true;
 			if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
 				break;
 		}
 	}
 	close(fd);
+	return clean;
 }

@@ -2,9 +2,9 @@
 #ifndef NET_H
 #define NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/uio.h>
 
 /* Opens a listening TCP socket on host:port with SO_REUSEADDR.  host NULL
  * means every address: an IPv6 dual-stack socket where the system has IPv6,
@@ -22,22 +22,21 @@ uint16_t net_local_port(int fd);
 int net_connect(const char *host, uint16_t port, int timeout_ms,
 		char *err, size_t errsz);
 
-/* Writes all of buf (MSG_NOSIGNAL, retries EINTR and short writes).
- * Returns 0, or -1 with errno set. */
-int net_write_all(int fd, const void *buf, size_t len);
+enum net_peer { NET_PEER_OPEN, NET_PEER_CLOSED, NET_PEER_RESET };
 
-/* writev() until every iovec is written; modifies iov.  0 or -1. */
-int net_writev_all(int fd, struct iovec *iov, int iovcnt);
+/* Whether the other side has closed a connection we only write to, and
+ * how.  Data the peer sent us is discarded.  Used before writing, so that
+ * a restarted peer's old connection is noticed instead of swallowing the
+ * next message. */
+enum net_peer net_peer_state(int fd);
 
-/* Whether the other side has closed a connection we only write to: 1 if
- * an EOF or error is pending, 0 if not.  Data the peer sent us is
- * discarded.  Used before each write so that a restarted peer's old
- * connection is noticed instead of swallowing the next message. */
-int net_peer_closed(int fd);
+/* Whether an errno from a socket means the peer reset the connection. */
+bool net_is_reset(int err);
 
-/* Sends our FIN, then waits up to timeout_ms for the peer's EOF
- * before closing, so our last bytes are not destroyed by a reset. */
-void net_close_gracefully(int fd, int timeout_ms);
+/* Sends our FIN, then waits up to timeout_ms for the peer's EOF before
+ * closing, so our last bytes are not destroyed by a reset.  True when the
+ * peer closed cleanly: it read everything. */
+bool net_close_gracefully(int fd, int timeout_ms);
 
 int net_set_nonblocking(int fd, int on);
 

@@ -15,8 +15,9 @@
  * Python's json.dumps), keys in order: {"seq": 0, "user": "octav", ...}.
  * ------------------------------------------------------------------- */
 
-/* The JSON form of a string, quotes included, or NULL on ENOMEM.  Slashes
- * stay unescaped and non-ASCII stays raw UTF-8. */
+/* A string in its JSON form, quotes included; its bytes live as long as
+ * the json_object returned (NULL on ENOMEM or EMSGSIZE).  Slashes stay
+ * unescaped and non-ASCII stays raw UTF-8. */
 static struct json_object *json_str(const char *s, size_t len,
 				    const char **out, size_t *outlen)
 {
@@ -46,9 +47,8 @@ static struct json_object *json_str(const char *s, size_t len,
 static struct msg *assemble(const char *const parts[], const size_t lens[],
 			    size_t nparts)
 {
-	char *buf;
-	size_t total = 0, i, off = 0;
 	struct msg *m;
+	size_t total = 0, i, off = 0;
 
 	for (i = 0; i < nparts; i++)
 		total += lens[i];
@@ -56,72 +56,90 @@ static struct msg *assemble(const char *const parts[], const size_t lens[],
 		errno = EMSGSIZE;
 		return NULL;
 	}
-	buf = malloc(total + 1);
-	if (!buf) {
+	m = malloc(sizeof *m + total + 1);
+	if (!m) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	atomic_init(&m->refs, 1);
+	m->pool = NULL;
 	for (i = 0; i < nparts; i++) {
-		memcpy(buf + off, parts[i], lens[i]);
+		memcpy(m->data + off, parts[i], lens[i]);
 		off += lens[i];
 	}
-	buf[off++] = '\n';
-	m = msg_new(buf, off);
-	free(buf);
-	if (!m)
-		errno = ENOMEM;
+	m->data[off++] = '\n';
+	m->len = off;
 	return m;
 }
 
 struct msg *proto_encode_chat(int64_t seq, const char *user, size_t user_len,
 			      const char *text, size_t text_len)
 {
-	struct json_object *u, *t;
+	struct json_object *u, *t = NULL;
 	const char *us, *ts;
 	size_t ulen, tlen;
-	char head[48];
-	int n;
+	char head[40], chead[40];
+	int n, cn;
 	struct msg *m = NULL;
 
 	n = snprintf(head, sizeof head, "{\"seq\": %" PRId64 ", \"user\": ", seq);
-	if (n < 0 || (size_t)n >= sizeof head)
+	cn = snprintf(chead, sizeof chead, "{\"seq\":%" PRId64 ",\"user\":", seq);
+	if (n < 0 || (size_t)n >= sizeof head || cn < 0 || (size_t)cn >= sizeof chead)
 		return NULL;
 	u = json_str(user, user_len, &us, &ulen);
-	if (!u)
-		return NULL;
-	t = json_str(text, text_len, &ts, &tlen);
+	if (u)
+		t = json_str(text, text_len, &ts, &tlen);
 	if (t) {
 		const char *parts[] = { head, us, ", \"message\": ", ts, "}" };
 		const size_t lens[] = { (size_t)n, ulen, 13, tlen, 1 };
 
 		m = assemble(parts, lens, 5);
+		if (!m && errno == EMSGSIZE) {
+			const char *cparts[] = { chead, us, ",\"message\":", ts, "}" };
+			const size_t clens[] = { (size_t)cn, ulen, 11, tlen, 1 };
+
+			m = assemble(cparts, clens, 5);
+		}
 		json_object_put(t);
 	}
 	json_object_put(u);
 	return m;
 }
 
-struct msg *proto_encode_control(enum proto_type type, const char *client)
+static struct msg *encode_operation(const char *op, const char *client,
+				    const char *reason)
 {
-	const char *head = type == PROTO_SUBSCRIBE
-				   ? "{\"operation\": \"subscribe\", \"client\": "
-				   : "{\"operation\": \"unsubscribe\", \"client\": ";
-	struct json_object *c;
-	const char *cs;
-	size_t clen;
-	struct msg *m;
+	struct json_object *c, *r = NULL;
+	const char *cs, *rs = NULL;
+	size_t clen, rlen = 0;
+	struct msg *m = NULL;
 
 	c = json_str(client, strlen(client), &cs, &clen);
-	if (!c)
-		return NULL;
-	{
-		const char *parts[] = { head, cs, "}" };
-		const size_t lens[] = { strlen(head), clen, 1 };
+	if (c && reason)
+		r = json_str(reason, strlen(reason), &rs, &rlen);
+	if (c && (!reason || r)) {
+		const char *parts[] = { "{\"operation\": \"", op, "\", \"client\": ", cs,
+					reason ? ", \"reason\": " : "", rs ? rs : "", "}" };
+		size_t lens[7], i;
 
-		m = assemble(parts, lens, 3);
+		for (i = 0; i < 7; i++)
+			lens[i] = i == 3 ? clen : i == 5 ? rlen : strlen(parts[i]);
+		m = assemble(parts, lens, 7);
 	}
+	json_object_put(r);
 	json_object_put(c);
 	return m;
+}
+
+struct msg *proto_encode_control(enum proto_type type, const char *client)
+{
+	return encode_operation(type == PROTO_SUBSCRIBE ? "subscribe" : "unsubscribe",
+				client, NULL);
+}
+
+struct msg *proto_encode_dropped(const char *client, const char *reason)
+{
+	return encode_operation("dropped", client, reason);
 }
 
 /* ---------------------------------------------------------------------
@@ -156,28 +174,48 @@ static int get_string(struct json_object *obj, const char *key,
 	return 0;
 }
 
+static int get_client(struct json_object *obj, struct proto_msg *out,
+		      const char **why)
+{
+	return get_string(obj, "client", &out->client, &out->client_len, why,
+			  "\"client\" is missing", "\"client\" is not a string");
+}
+
 static int decode_control(struct json_object *obj, struct json_object *op,
 			  struct proto_msg *out, const char **why)
 {
+	static const struct {
+		const char *name;
+		enum proto_type type;
+	} ops[] = {
+		{ "subscribe", PROTO_SUBSCRIBE },
+		{ "unsubscribe", PROTO_UNSUBSCRIBE },
+		{ "dropped", PROTO_DROPPED },
+	};
 	const char *name;
-	int len;
+	size_t len, i, reason_len;
 
 	if (!json_object_is_type(op, json_type_string)) {
 		*why = "\"operation\" is not a string";
 		return -1;
 	}
 	name = json_object_get_string(op);
-	len = json_object_get_string_len(op);
-	if (len == 9 && memcmp(name, "subscribe", 9) == 0) {
-		out->type = PROTO_SUBSCRIBE;
-	} else if (len == 11 && memcmp(name, "unsubscribe", 11) == 0) {
-		out->type = PROTO_UNSUBSCRIBE;
-	} else {
+	len = (size_t)json_object_get_string_len(op);
+	for (i = 0; i < sizeof ops / sizeof ops[0]; i++)
+		if (strlen(ops[i].name) == len && memcmp(name, ops[i].name, len) == 0)
+			break;
+	if (i == sizeof ops / sizeof ops[0]) {
 		*why = "unknown operation";
 		return -1;
 	}
-	return get_string(obj, "client", &out->client, &out->client_len, why,
-			  "\"client\" is missing", "\"client\" is not a string");
+	out->type = ops[i].type;
+	if (get_client(obj, out, why) < 0)
+		return -1;
+	out->reason = "";
+	if (out->type == PROTO_DROPPED &&
+	    get_string(obj, "reason", &out->reason, &reason_len, why, "", "") < 0)
+		out->reason = "";
+	return 0;
 }
 
 int proto_decode(struct json_object *obj, struct proto_msg *out,
@@ -222,31 +260,27 @@ int proto_decode(struct json_object *obj, struct proto_msg *out,
 
 bool proto_name_valid(const char *name, const char **why)
 {
-	size_t len = strlen(name), i;
+	size_t len = strlen(name);
 
 	if (len == 0) {
-		*why = "NAME must not be empty";
+		*why = "must not be empty";
 		return false;
 	}
 	if (len > PROTO_MAX_NAME) {
-		*why = "NAME must be at most 64 bytes";
+		*why = "must be at most 64 bytes";
 		return false;
 	}
 	if (!utf8_valid(name, len)) {
-		*why = "NAME must be valid UTF-8";
+		*why = "must be valid UTF-8";
 		return false;
 	}
-	for (i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		/* C1 controls are U+0080-U+009F, encoded c2 80 - c2 9f. */
-		if (c < 0x20 || c == 0x7f ||
-		    (c == 0xc2 && i + 1 < len &&
-		     (unsigned char)name[i + 1] >= 0x80 &&
-		     (unsigned char)name[i + 1] <= 0x9f)) {
-			*why = "NAME must not contain control characters";
-			return false;
-		}
+	if (sanitize_needed(name, len)) {
+		*why = "must not contain control or invisible characters";
+		return false;
+	}
+	if (strstr(name, ": ")) {
+		*why = "must not contain ': ' (it would look like the start of another line)";
+		return false;
 	}
 	return true;
 }

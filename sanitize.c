@@ -1,12 +1,9 @@
 /* sanitize.c - terminal-safe rendering of untrusted text. */
 #include "sanitize.h"
 
-#include <stdint.h>
-
-/* Length of the well-formed UTF-8 sequence at s[0..len), or 0 if the bytes
- * there are not one (RFC 3629: no overlongs, no surrogates, <= U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t len, uint32_t *cp)
+size_t utf8_decode(const char *in, size_t len, uint32_t *cp)
 {
+	const unsigned char *s = (const unsigned char *)in;
 	size_t n, i;
 	uint32_t c;
 
@@ -32,6 +29,7 @@ static size_t utf8_seq(const unsigned char *s, size_t len, uint32_t *cp)
 			return 0;
 		c = (c << 6) | (s[i] & 0x3fu);
 	}
+	/* RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF. */
 	if ((n == 3 && c < 0x800) || (n == 4 && c < 0x10000) ||
 	    c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
 		return 0;
@@ -41,12 +39,11 @@ static size_t utf8_seq(const unsigned char *s, size_t len, uint32_t *cp)
 
 bool utf8_valid(const char *in, size_t len)
 {
-	const unsigned char *s = (const unsigned char *)in;
 	size_t i = 0, n;
 	uint32_t cp;
 
 	while (i < len) {
-		n = utf8_seq(s + i, len - i, &cp);
+		n = utf8_decode(in + i, len - i, &cp);
 		if (n == 0)
 			return false;
 		i += n;
@@ -54,12 +51,69 @@ bool utf8_valid(const char *in, size_t len)
 	return true;
 }
 
-/* Writes the escape for one byte ("\n" or "\xNN") into esc; returns its
- * length. */
-static size_t escape_byte(unsigned char b, char esc[4])
+static bool is_control(uint32_t cp)
 {
-	static const char hex[] = "0123456789abcdef";
+	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f);
+}
 
+/* Zero-width and direction-changing characters: the "Trojan Source" set,
+ * the Arabic letter mark, the BOM and the Unicode line breaks. */
+static bool is_invisible(uint32_t cp)
+{
+	return (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069) || cp == 0x2028 || cp == 0x2029 ||
+	       cp == 0xfeff || cp == 0x061c;
+}
+
+/* Roughly Unicode's Extended_Pictographic, and the emoji presentation
+ * selector: what a zero-width joiner joins in an emoji sequence. */
+static bool is_pictographic(uint32_t cp)
+{
+	return (cp >= 0x1f000 && cp <= 0x1faff) || (cp >= 0x2600 && cp <= 0x27bf) ||
+	       (cp >= 0x2300 && cp <= 0x23ff) || (cp >= 0x2b00 && cp <= 0x2bff) ||
+	       cp == 0xfe0f || cp == 0x00a9 || cp == 0x00ae;
+}
+
+/* A zero-width joiner inside an emoji sequence (the family in
+ * U+1F468 U+200D U+1F469) is shown as itself; between letters it would
+ * hide one word inside another. */
+static bool joins_emoji(uint32_t prev, const char *next, size_t len)
+{
+	uint32_t cp;
+
+	return is_pictographic(prev) && len > 0 && utf8_decode(next, len, &cp) > 0 &&
+	       is_pictographic(cp);
+}
+
+/* Whether the character cp, after prev and before next[0..left), is
+ * shown as itself. */
+static bool shown_raw(uint32_t cp, uint32_t prev, const char *next, size_t left)
+{
+	if (is_control(cp))
+		return false;
+	return !is_invisible(cp) || (cp == 0x200d && joins_emoji(prev, next, left));
+}
+
+bool sanitize_needed(const char *in, size_t len)
+{
+	size_t i = 0, n;
+	uint32_t cp, prev = 0;
+
+	while (i < len) {
+		n = utf8_decode(in + i, len - i, &cp);
+		if (n == 0 || !shown_raw(cp, prev, in + i + n, len - i - n))
+			return true;
+		i += n;
+		prev = cp;
+	}
+	return false;
+}
+
+static const char hex[] = "0123456789abcdef";
+
+/* The escape for one raw byte ("\n" or "\xNN"); returns its length. */
+static size_t escape_byte(unsigned char b, char *esc)
+{
 	esc[0] = '\\';
 	switch (b) {
 	case '\n': esc[1] = 'n'; return 2;
@@ -73,37 +127,51 @@ static size_t escape_byte(unsigned char b, char esc[4])
 	}
 }
 
+/* The escape for a character of the invisible set: "\u202e". */
+static size_t escape_code_point(uint32_t cp, char *esc)
+{
+	esc[0] = '\\';
+	esc[1] = 'u';
+	esc[2] = hex[(cp >> 12) & 0xf];
+	esc[3] = hex[(cp >> 8) & 0xf];
+	esc[4] = hex[(cp >> 4) & 0xf];
+	esc[5] = hex[cp & 0xf];
+	return 6;
+}
+
 size_t sanitize_text(const char *in, size_t len, char *out, size_t outsz)
 {
 	const unsigned char *s = (const unsigned char *)in;
-	size_t i = 0, o = 0, n, k;
-	uint32_t cp;
-	char esc[8];
+	size_t i = 0, o = 0, n, k, e, take;
+	uint32_t cp = 0, prev = 0;
+	char esc[16];
 
 	if (outsz == 0)
 		return 0;
-	while (i < len) {
-		n = utf8_seq(s + i, len - i, &cp);
-		if (n == 0 || cp < 0x20 || cp == 0x7f ||
-		    (cp >= 0x80 && cp <= 0x9f)) {
-			/* Escape the raw bytes: one for a control or a
-			 * bad byte, two for a C1 control. */
-			size_t take = n ? n : 1, e = 0;
-
-			for (k = 0; k < take; k++)
-				e += escape_byte(s[i + k], esc + e);
-			if (o + e >= outsz)
-				break;
-			for (k = 0; k < e; k++)
-				out[o++] = esc[k];
-			i += take;
-		} else {
+	for (; i < len; prev = n ? cp : 0) {
+		n = utf8_decode(in + i, len - i, &cp);
+		if (n != 0 && shown_raw(cp, prev, in + i + n, len - i - n)) {
 			if (o + n >= outsz)
 				break;
 			for (k = 0; k < n; k++)
 				out[o++] = (char)s[i + k];
 			i += n;
+			continue;
 		}
+		/* A control or a bad byte shows its raw bytes (two for a C1
+		 * control); an invisible character its code point. */
+		take = n ? n : 1;
+		e = 0;
+		if (n != 0 && is_invisible(cp))
+			e = escape_code_point(cp, esc);
+		else
+			for (k = 0; k < take; k++)
+				e += escape_byte(s[i + k], esc + e);
+		if (o + e >= outsz)
+			break;
+		for (k = 0; k < e; k++)
+			out[o++] = esc[k];
+		i += take;
 	}
 	out[o] = '\0';
 	return o;

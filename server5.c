@@ -2,318 +2,101 @@
  *
  *   server5 [options] [HOST:]PORT
  *
- * Threads: the listener thread accepts; each connection's reader thread
- * parses what the client sends and handles subscribe, unsubscribe and chat
- * messages.  A chat message is serialized once and a reference to it is
- * queued for every other subscriber (subs.c).  Each subscriber has a sender
- * thread that connects back to the subscriber's listening address and
- * writes what is queued for it.  The main thread waits for SIGINT/SIGTERM
- * and joins sender threads as they finish. */
-#include <arpa/inet.h>
+ * Threads: the listener thread accepts; each client connection's reader
+ * thread reads what the client sends and handles subscribe, unsubscribe
+ * and chat messages.  A chat message is serialized once and a reference to
+ * it is queued for every other subscriber (subs.c), waiting for room when
+ * a queue is full, so a fast sender is slowed to what its readers take.
+ * Each subscriber has a sender thread (sender.c) that connects back to
+ * the subscriber's listening address and writes what is queued for it.
+ * The main thread waits for signals, joins senders as they finish and
+ * keeps the --state file. */
 #include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "addr.h"
+#include "cli.h"
+#include "cluster.h"
 #include "listener.h"
 #include "log.h"
-#include "net.h"
 #include "proto.h"
+#include "reader.h"
+#include "sender.h"
 #include "signals.h"
+#include "state.h"
 #include "subs.h"
 #include "thread.h"
 
-#define BATCH 256			/* messages per writev (below IOV_MAX) */
-#define CONNECT_TRIES 3			/* connecting back to a subscriber */
-#define CONNECT_TIMEOUT_MS 2000
-#define RETRY_GAP_MS 100
-#define PEER_CHECK_MS 50		/* how often a sender looks for EOF */
-#define PARTIAL_TIMEOUT_MS 30000	/* a half-sent object may hold a reader */
+#define QUEUE_BYTES (16u << 20)		/* per subscriber */
+#define POOL_BYTES (256u << 20)		/* every message held, in total */
+#define PER_CONN_SUBS 4			/* a chat5 needs one */
+#define SENDER_MARGIN 16		/* senders still ending, past the limit */
 #define EXIT_DRAIN_MS 5000		/* delivering queues at shutdown */
-#define QUEUE_BYTES (16u << 20)
+#define RESTORE_WAIT_MS 10000		/* connecting back to the saved table */
+#define ABORT_WAIT_MS 60000		/* senders stopped by force */
+#define TICK_MS 1000			/* periodic summaries */
+#define PARTIAL_TIMEOUT_MS 30000	/* --partial-timeout */
 
-static const char usage_line[] =
-	"usage: server5 [-hqv] [--version] [--bind ADDR] [--max-clients N]\n"
-	"               [--max-per-ip N] [--max-conns N] [--queue-limit N]\n"
-	"               [--partial-timeout SECONDS] [HOST:]PORT\n";
+static struct cli cli = {
+	.usage = "usage: server5 [-hqv] [--version] [--bind ADDR] [--max-clients N]\n"
+		 "               [--max-per-ip N] [--max-conns N] [--queue-limit N]\n"
+		 "               [--partial-timeout SECONDS] [--stall-timeout SECONDS]\n"
+		 "               [--state FILE] [--nats URL[,URL...]] [--room NAME]\n"
+		 "               [HOST:]PORT\n",
+	.help = "Relay chat messages between subscribed chat5 clients.\n\n"
+		"  [HOST:]PORT         where to listen (PORT 0: any free port;\n"
+		"                      no HOST: every address, IPv6 and IPv4)\n"
+		"  --bind ADDR         listen on this address only (same as ADDR:PORT)\n"
+		"  --max-clients N     subscribers at once (default 1024)\n"
+		"  --max-per-ip N      subscribers from one IP address (default 256)\n"
+		"  --max-conns N       client connections open at once (default 1024)\n"
+		"  --queue-limit N     messages queued for one subscriber before the\n"
+		"                      senders wait for it (default 1000)\n"
+		"  --partial-timeout S seconds a client may take to finish an object\n"
+		"                      (its first, or one it began) (default 30)\n"
+		"  --stall-timeout S   a subscriber that accepts nothing for S seconds\n"
+		"                      while messages wait for it is evicted (default 10)\n"
+		"  --state FILE        keep the subscribers in FILE across restarts\n"
+		"  --nats URL[,URL...] join the other server5 of a NATS cluster\n"
+		"  --room NAME         the room on the cluster (default main)\n"
+		"  -q, --quiet         only warnings on stderr\n"
+		"  -v, --verbose       also per-message detail\n"
+		"  -h, --help          this help\n"
+		"      --version       print the version\n\n"
+		"Nothing is dropped for a subscriber that reads: memory is bounded by\n"
+		"waiting, at most --queue-limit messages and 16 MiB per subscriber and\n"
+		"256 MiB of messages in all.\n",
+};
 
-/* ---------------------------------------------------------------------
- * The server and its subscribers' sender threads
- * ------------------------------------------------------------------- */
+enum {
+	OPT_MAX_CLIENTS = CLI_OWN, OPT_MAX_PER_IP, OPT_MAX_CONNS, OPT_QUEUE_LIMIT,
+	OPT_PARTIAL, OPT_STATE, OPT_NATS, OPT_ROOM
+};
 
 struct server {
+	struct subs_limits lim;
+	size_t max_conns;
+	int partial_ms;
+	const char *state_path, *nats_urls, *room;
+	char host[ADDR_HOSTLEN];	/* where we listen ("": everywhere) */
+	char host_ip[ADDR_STRLEN];	/* the same, canonical, if numeric */
+	uint16_t port;
+
 	struct subtable subs;
-	size_t queue_msgs;
-	int partial_timeout_ms;
-	int done_pipe[2];		/* senders announce that they finished */
-	pthread_mutex_t lock;		/* guards the two lists */
-	struct sender *running, *finished;
-	size_t nrunning;
+	struct senders *senders;
+	struct msgpool pool;
+	struct wake changed;		/* the table changed */
+	struct listener *lis;
+	struct cluster *cluster;
+	pthread_mutex_t tally_lock;	/* guards refusals */
+	struct log_tally refusals;
+	uint64_t saved_gen;
 };
-
-/* The thread that delivers to one subscriber (struct sub's owner). */
-struct sender {
-	struct server *srv;
-	struct sub *sub;		/* a reference */
-	struct conn *origin;		/* the subscribing connection, until
-					 * we know we do not need it */
-	pthread_t thread;
-	pthread_mutex_t lock;		/* guards fd, via and ending */
-	int fd;				/* our connection to the subscriber */
-	struct conn *via;		/* or: its subscribing connection */
-	bool ending;			/* someone else ended it and said why */
-	struct sender *next;
-};
-
-static void done_poke(struct server *srv)
-{
-	char b = 1;
-
-	if (write(srv->done_pipe[1], &b, 1) < 0) {
-		/* full: main wakes anyway */
-	}
-}
-
-/* Stops a sender from outside, dropping its queue: wakes its blocked
- * write or wait.  The caller has logged why, and holds srv->lock, which
- * keeps the sender from being freed meanwhile. */
-static void sender_abort(struct sender *s)
-{
-	lock(&s->lock);
-	s->ending = true;
-	if (s->fd >= 0)
-		shutdown(s->fd, SHUT_RDWR);
-	if (s->via)
-		conn_shutdown(s->via);
-	unlock(&s->lock);
-	msgq_close(&s->sub->q);
-	msgq_clear(&s->sub->q);
-}
-
-/* Ends the subscription from inside the sender, unless someone already did. */
-static void sender_fail(struct sender *s, const char *why, const char *detail)
-{
-	bool quiet;
-
-	lock(&s->lock);
-	quiet = s->ending;
-	s->ending = true;
-	unlock(&s->lock);
-	if (subs_remove(&s->srv->subs, s->sub) && !quiet)
-		log_info("evicted %s: %s%s%s", s->sub->addr, why,
-			 detail ? ": " : "", detail ? detail : "");
-}
-
-/* Connects back to the subscriber, or falls back to its subscribing
- * connection when nothing listens there.  Returns false to give up. */
-static bool sender_connect(struct sender *s)
-{
-	char err[128];
-	int i, fd = -1;
-	bool refused = false;
-
-	for (i = 0; i < CONNECT_TRIES && fd < 0; i++) {
-		if (i > 0) {
-			struct timespec gap = mono_after(RETRY_GAP_MS);
-
-			/* Between tries: notice that we were ended. */
-			if (msgq_closed(&s->sub->q))
-				return false;
-			while (mono_ms_until(&gap) > 0)
-				poll(NULL, 0, mono_ms_until(&gap));
-		}
-		fd = net_connect(s->sub->ip, s->sub->port, CONNECT_TIMEOUT_MS, err, sizeof err);
-		refused = fd < 0 && errno == ECONNREFUSED;
-	}
-	lock(&s->lock);
-	if (fd >= 0 && !s->ending) {
-		s->fd = fd;
-		fd = -1;
-	} else if (refused && !s->ending && !atomic_load(&s->origin->ended)) {
-		s->via = conn_ref(s->origin);
-	}
-	unlock(&s->lock);
-	if (fd >= 0)
-		close(fd);
-	if (s->fd >= 0) {
-		log_debug("connected to subscriber %s", s->sub->addr);
-		return true;
-	}
-	if (s->via) {
-		log_info("%s refused the connection; delivering over its subscribing connection",
-			 s->sub->addr);
-		return true;
-	}
-	sender_fail(s, "cannot connect", err);
-	return false;
-}
-
-/* Lets a reader finish waking every sender before any of them runs: on
- * Linux, SCHED_BATCH threads do not preempt the thread that woke them.
- * (The constant is Linux's; POSIX has no such policy.) */
-static void yield_to_wakers(void)
-{
-#ifdef __linux__
-	struct sched_param sp = { .sched_priority = 0 };
-
-	pthread_setschedparam(pthread_self(), 3 /* SCHED_BATCH */, &sp);
-#endif
-}
-
-static void *sender_main(void *arg)
-{
-	struct sender *s = arg;
-	struct msg *batch[BATCH];
-	struct iovec iov[BATCH];
-	bool ok;
-	struct timespec now, checked = { 0 };
-	int out;
-	size_t n, i;
-
-	yield_to_wakers();
-	ok = sender_connect(s);
-	/* The subscribing connection is only needed to deliver over it. */
-	conn_unref(s->origin);
-	s->origin = NULL;
-	out = s->via ? s->via->fd : s->fd;
-	while (ok) {
-		n = msgq_pop(&s->sub->q, batch, BATCH, true, NULL);
-		if (n == 0)
-			break;		/* closed and drained */
-		for (i = 0; i < n; i++) {
-			iov[i].iov_base = batch[i]->data;
-			iov[i].iov_len = batch[i]->len;
-		}
-		/* On our own connection the subscriber never talks; data
-		 * or EOF there means it is gone or restarted.  Checked at
-		 * most every PEER_CHECK_MS: a syscall per write would cost
-		 * as much as the write. */
-		now = mono_now();
-		if (!s->via && mono_ms(&now) - mono_ms(&checked) >= PEER_CHECK_MS &&
-		    (checked = now, net_peer_closed(out))) {
-			sender_fail(s, "connection closed", NULL);
-			ok = false;
-		} else if (net_writev_all(out, iov, (int)n) < 0) {
-			sender_fail(s, "write failed", strerror(errno));
-			ok = false;
-		}
-		for (i = 0; i < n; i++)
-			msg_unref(batch[i]);
-	}
-
-	lock(&s->lock);
-	if (s->fd >= 0) {
-		int fd = s->fd;
-
-		s->fd = -1;
-		unlock(&s->lock);
-		net_close_gracefully(fd, ok ? 1000 : 0);
-	} else {
-		unlock(&s->lock);
-	}
-	/* Hand ourselves to the main thread to be joined. */
-	lock(&s->srv->lock);
-	{
-		struct sender **pp;
-
-		for (pp = &s->srv->running; *pp; pp = &(*pp)->next)
-			if (*pp == s) {
-				*pp = s->next;
-				break;
-			}
-	}
-	s->next = s->srv->finished;
-	s->srv->finished = s;
-	unlock(&s->srv->lock);
-	done_poke(s->srv);
-	return NULL;
-}
-
-/* Ends the subscription of a subscriber already taken out of the table. */
-static void abort_sub(struct server *srv, struct sub *sub)
-{
-	lock(&srv->lock);
-	if (sub->owner)
-		sender_abort(sub->owner);
-	unlock(&srv->lock);
-}
-
-static void sender_free(struct sender *s)
-{
-	if (s->via)
-		conn_unref(s->via);
-	lock(&s->srv->lock);
-	s->sub->owner = NULL;
-	unlock(&s->srv->lock);
-	sub_unref(s->sub);
-	pthread_mutex_destroy(&s->lock);
-	free(s);
-}
-
-/* Joins the senders that have finished; returns how many still run. */
-static size_t reap_senders(struct server *srv)
-{
-	struct sender *s, *next;
-	size_t left;
-	char buf[64];
-
-	while (read(srv->done_pipe[0], buf, sizeof buf) > 0) {
-	}
-	lock(&srv->lock);
-	s = srv->finished;
-	srv->finished = NULL;
-	unlock(&srv->lock);
-	for (; s; s = next) {
-		next = s->next;
-		pthread_join(s->thread, NULL);
-		lock(&srv->lock);
-		srv->nrunning--;
-		unlock(&srv->lock);
-		sender_free(s);
-	}
-	lock(&srv->lock);
-	left = srv->nrunning;
-	unlock(&srv->lock);
-	return left;
-}
-
-static int sender_start(struct server *srv, struct sub *sub, struct conn *origin)
-{
-	struct sender *s = calloc(1, sizeof *s);
-	int rc;
-
-	if (!s)
-		return ENOMEM;
-	s->srv = srv;
-	s->sub = sub_ref(sub);
-	s->origin = conn_ref(origin);
-	s->fd = -1;
-	pthread_mutex_init(&s->lock, NULL);
-	lock(&srv->lock);
-	rc = thread_start(&s->thread, sender_main, s);
-	if (rc == 0) {
-		sub->owner = s;
-		s->next = srv->running;
-		srv->running = s;
-		srv->nrunning++;
-	}
-	unlock(&srv->lock);
-	if (rc != 0) {
-		conn_unref(s->origin);
-		s->origin = NULL;
-		sender_free(s);
-	}
-	return rc;
-}
 
 /* ---------------------------------------------------------------------
  * What clients send
@@ -322,8 +105,8 @@ static int sender_start(struct server *srv, struct sub *sub, struct conn *origin
 struct client {
 	struct server *srv;
 	struct conn *c;
-	unsigned complaints;
-	struct sub_wakeups wakeups;	/* senders to wake after this batch */
+	struct log_budget budget;
+	struct fanout fan;
 };
 
 /* The address to deliver to: the connection's own IP with the port the
@@ -332,67 +115,79 @@ struct client {
 static int client_addr(struct client *cl, const struct proto_msg *m,
 		       uint16_t *port, const char *op)
 {
-	char host[ADDR_HOSTLEN], named[ADDR_STRLEN];
-	unsigned char bin[sizeof(struct in6_addr)];
+	char host[ADDR_HOSTLEN], named[ADDR_STRLEN] = "";
 	const char *why;
 
 	if (m->client_len != strlen(m->client) ||
 	    addr_split(m->client, host, sizeof host, port, &why) < 0) {
-		if (log_budget(&cl->complaints, cl->c->peer))
-			log_info("%s: refused %s for '%s': %s", cl->c->peer, op,
-				 m->client, m->client_len != strlen(m->client) ? "NUL in address" : why);
+		log_peer_info(&cl->budget, "%s: refused %s for '%s': %s", cl->c->peer, op,
+			      m->client, m->client_len != strlen(m->client) ? "NUL in address" : why);
 		return -1;
 	}
 	/* Compare in canonical form: "::ffff:127.0.0.1" is 127.0.0.1. */
-	named[0] = '\0';
-	if (inet_pton(AF_INET, host, bin) == 1)
-		inet_ntop(AF_INET, bin, named, sizeof named);
-	else if (inet_pton(AF_INET6, host, bin) == 1) {
-		struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
-
-		memcpy(&sin6.sin6_addr, bin, sizeof sin6.sin6_addr);
-		addr_format_ip((struct sockaddr *)&sin6, named, sizeof named);
-	}
-	if (strcmp(named, cl->c->peer_ip) != 0)
-		log_info("%s: %s names %s; using %s port %u instead", cl->c->peer,
-			 op, m->client, cl->c->peer_ip, *port);
+	if (addr_canonical_ip(host, named, sizeof named) < 0 || strcmp(named, cl->c->peer_ip) != 0)
+		log_peer_info(&cl->budget, "%s: %s names %s; using %s port %u instead",
+			      cl->c->peer, op, m->client, cl->c->peer_ip, *port);
 	return 0;
+}
+
+/* Whether the relay would be connecting to its own listening socket. */
+static bool is_self(struct server *srv, struct conn *c, uint16_t port)
+{
+	if (port != srv->port)
+		return false;
+	if (*srv->host_ip)
+		return strcmp(c->peer_ip, srv->host_ip) == 0;
+	return addr_is_loopback(c->peer_ip) || strcmp(c->peer_ip, c->local_ip) == 0;
+}
+
+/* A refused subscription: counted into one line a second, and the client
+ * told, so that its chat5 says why and tries again later. */
+static void refuse(struct client *cl, const char *addr, const char *why)
+{
+	struct msg *m = proto_encode_dropped(addr, why);
+
+	lock(&cl->srv->tally_lock);
+	log_tally(&cl->srv->refusals, "%s: refused subscribe %s: %s", cl->c->peer, addr, why);
+	unlock(&cl->srv->tally_lock);
+	if (m && send(cl->c->fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		/* the client's business: it may not read at all */
+	}
+	msg_unref(m);
 }
 
 static void on_subscribe(struct client *cl, const struct proto_msg *m)
 {
 	struct server *srv = cl->srv;
-	struct sub *sub, *old;
+	char addr[ADDR_STRLEN];
 	const char *why;
+	struct sub *sub;
 	uint16_t port;
+	bool again;
 	int rc;
 
 	if (client_addr(cl, m, &port, "subscribe") < 0)
 		return;
-	sub = sub_new(cl->c->peer_ip, port, cl->c->id, srv->queue_msgs, QUEUE_BYTES);
+	addr_join(cl->c->peer_ip, port, addr, sizeof addr);
+	if (is_self(srv, cl->c, port)) {
+		refuse(cl, addr, "that is this server's own address");
+		return;
+	}
+	sub = subs_subscribe(&srv->subs, cl->c->peer_ip, port, cl->c->id, &again, &why);
 	if (!sub) {
-		log_warn("%s: refused subscribe: out of memory", cl->c->peer);
+		refuse(cl, addr, why);
 		return;
 	}
-	if (subs_add(&srv->subs, sub, &old, &why) < 0) {
-		log_info("%s: refused subscribe %s: %s", cl->c->peer, sub->addr, why);
-		sub_unref(sub);
-		return;
-	}
-	rc = sender_start(srv, sub, cl->c);
-	if (rc != 0) {
+	subs_set_control(&srv->subs, sub, cl->c);
+	if (again) {
+		sender_recheck(sub, srv->senders);
+		log_peer_info(&cl->budget, "subscribed %s (from %s) again", addr, cl->c->peer);
+	} else if ((rc = sender_start(srv->senders, sub)) != 0) {
 		subs_remove(&srv->subs, sub);
-		log_warn("%s: refused subscribe %s: cannot start a thread: %s",
-			 cl->c->peer, sub->addr, strerror(rc));
+		log_warn("%s: refused subscribe %s: cannot start a thread: %s", cl->c->peer,
+			 addr, strerror(rc));
 	} else {
-		log_info("subscribed %s (from %s)%s", sub->addr, cl->c->peer,
-			 old ? ", replacing the old subscription" : "");
-	}
-	if (old) {
-		/* A client that subscribes again has most likely restarted:
-		 * the old connection is dead, drop what was queued for it. */
-		abort_sub(srv, old);
-		sub_unref(old);
+		log_peer_info(&cl->budget, "subscribed %s (from %s)", addr, cl->c->peer);
 	}
 	sub_unref(sub);
 }
@@ -408,119 +203,174 @@ static void on_unsubscribe(struct client *cl, const struct proto_msg *m)
 	addr_join(cl->c->peer_ip, port, addr, sizeof addr);
 	sub = subs_remove_addr(&cl->srv->subs, addr);
 	if (!sub) {
-		log_info("%s: unsubscribe for %s, which is not subscribed", cl->c->peer, addr);
+		log_peer_info(&cl->budget, "%s: unsubscribe for %s, which is not subscribed",
+			      cl->c->peer, addr);
 		return;
 	}
 	/* Its sender delivers what is queued, then closes. */
 	msgq_close(&sub->q);
-	log_info("unsubscribed %s", addr);
+	log_peer_info(&cl->budget, "unsubscribed %s", addr);
 	sub_unref(sub);
+}
+
+/* Queues m for every subscriber but origin's, and tells the cluster. */
+static void relay(struct server *srv, struct fanout *fan, struct msg *m, uint64_t origin,
+		  bool publish)
+{
+	size_t n;
+
+	if (!msgpool_charge(&srv->pool, m))
+		return;		/* shutting down */
+	n = subs_fanout(&srv->subs, fan, m, origin);
+	if (publish && srv->cluster)
+		cluster_publish(srv->cluster, m);
+	log_debug("relayed %zu bytes to %zu subscriber(s)", m->len, n);
 }
 
 static void on_chat(struct client *cl, const struct proto_msg *m)
 {
-	struct msg *out;
-	struct sub *evicted, *next;
-	size_t n;
+	/* Serialized once; every subscriber's queue shares these bytes.  It
+	 * always fits: the relay never writes more than it accepted. */
+	struct msg *out = proto_encode_chat(m->seq, m->user, m->user_len, m->text, m->text_len);
 
-	/* Serialized once; every subscriber's queue shares these bytes. */
-	out = proto_encode_chat(m->seq, m->user, m->user_len, m->text, m->text_len);
 	if (!out) {
 		log_warn("%s: message not relayed: %s", cl->c->peer, strerror(errno));
 		return;
 	}
-	evicted = subs_fanout(&cl->srv->subs, out, cl->c->id, &n, &cl->wakeups);
+	relay(cl->srv, &cl->fan, out, cl->c->id, true);
 	msg_unref(out);
-	log_debug("%s: seq %lld from %.*s relayed to %zu subscriber(s)", cl->c->peer,
-		  (long long)m->seq, (int)m->user_len, m->user, n);
-	for (; evicted; evicted = next) {
-		next = evicted->next_evicted;
-		log_info("evicted %s: queue full (not reading)", evicted->addr);
-		abort_sub(cl->srv, evicted);
-		sub_unref(evicted);
-	}
 }
 
-static int on_value(void *arg, struct json_object *obj)
+static void on_value(struct client *cl, struct json_object *obj)
 {
-	struct client *cl = arg;
 	struct proto_msg m;
 	const char *why;
 
 	if (proto_decode(obj, &m, &why) < 0) {
-		if (log_budget(&cl->complaints, cl->c->peer))
-			log_info("%s: skipped a message: %s", cl->c->peer, why);
-		return 0;
+		log_peer_info(&cl->budget, "%s: skipped a message: %s", cl->c->peer, why);
+		return;
 	}
+	conn_heard(cl->c);
 	switch (m.type) {
 	case PROTO_SUBSCRIBE: on_subscribe(cl, &m); break;
 	case PROTO_UNSUBSCRIBE: on_unsubscribe(cl, &m); break;
 	case PROTO_CHAT: on_chat(cl, &m); break;
+	case PROTO_DROPPED: break;	/* for clients; ignored here */
 	}
-	return 0;
-}
-
-/* After each chunk read: wake the senders that got messages from it. */
-static void on_batch_end(void *arg)
-{
-	struct client *cl = arg;
-
-	subs_wake(&cl->wakeups);
 }
 
 static void serve_client(struct conn *c, void *arg)
 {
 	struct client cl = { .srv = arg, .c = c };
-	struct jstream_handler h = { .value = on_value, .batch_end = on_batch_end, .arg = &cl };
+	struct json_object *v;
+	enum reader_event ev;
+	struct reader r;
 
+	log_budget_init(&cl.budget, c->peer);
+	if (senders_own_connection(cl.srv->senders, c)) {
+		log_warn("%s: closed: it is one of this server's own connections to a subscriber",
+			 c->peer);
+		return;
+	}
 	log_debug("%s: connected", c->peer);
-	conn_read_json(c, &h, cl.srv->partial_timeout_ms);
-	subs_wakeups_free(&cl.wakeups);
+	if (reader_init(&r, c, &cl.budget, cl.srv->partial_ms, cl.srv->partial_ms) < 0)
+		return;
+	while ((ev = reader_next(&r, &v)) != READER_END) {
+		if (ev == READER_IDLE) {
+			/* A batch is queued: wake its senders once. */
+			fanout_wake(&cl.fan);
+			continue;
+		}
+		on_value(&cl, v);
+		json_object_put(v);
+	}
+	fanout_free(&cl.fan);
+	reader_free(&r);
+	log_budget_flush(&cl.budget);
+}
+
+/* Messages from the other servers of the cluster, on its thread. */
+static void from_cluster(void *arg, struct msg *m)
+{
+	static struct fanout fan;	/* the cluster's one thread */
+	struct server *srv = arg;
+
+	if (!m) {
+		fanout_free(&fan);
+		return;
+	}
+	relay(srv, &fan, m, 0, false);
+	fanout_wake(&fan);
 }
 
 /* ---------------------------------------------------------------------
- * Start-up and shutdown
+ * Start-up
  * ------------------------------------------------------------------- */
 
-static void usage_error(const char *what, const char *why)
+static void own_option(int opt, const char *value, void *arg)
 {
-	log_warn("%s%s", what, why);
-	fputs(usage_line, stderr);
-	exit(2);
+	struct server *srv = arg;
+
+	switch (opt) {
+	case OPT_MAX_CLIENTS:
+		srv->lim.total = (size_t)cli_number(&cli, "--max-clients", value, 1, 10000000);
+		break;
+	case OPT_MAX_PER_IP:
+		srv->lim.per_ip = (size_t)cli_number(&cli, "--max-per-ip", value, 1, 10000000);
+		break;
+	case OPT_MAX_CONNS:
+		srv->max_conns = (size_t)cli_number(&cli, "--max-conns", value, 1, 10000000);
+		break;
+	case OPT_QUEUE_LIMIT:
+		srv->lim.queue_msgs = (size_t)cli_number(&cli, "--queue-limit", value, 1, 10000000);
+		break;
+	case OPT_PARTIAL:
+		srv->partial_ms = (int)cli_number(&cli, "--partial-timeout", value, 1, 86400) * 1000;
+		break;
+	case OPT_STATE: srv->state_path = value; break;
+	case OPT_NATS: srv->nats_urls = value; break;
+	case OPT_ROOM: srv->room = value; break;
+	}
 }
 
-static void help(void)
+static void parse_args(struct server *srv, int argc, char **argv)
 {
-	printf("%s"
-	       "Relay chat messages between subscribed chat5 clients.\n\n"
-	       "  [HOST:]PORT         where to listen (PORT 0: any free port;\n"
-	       "                      no HOST: every address, IPv6 and IPv4)\n"
-	       "  --bind ADDR         listen on this address only (same as ADDR:PORT)\n"
-	       "  --max-clients N     subscribers at once (default 1024)\n"
-	       "  --max-per-ip N      subscribers from one IP address (default 256)\n"
-	       "  --max-conns N       client connections open at once (default 1024)\n"
-	       "  --queue-limit N     messages queued for one subscriber before it is\n"
-	       "                      evicted as not reading (default 1000)\n"
-	       "  --partial-timeout S seconds a client may leave an object half-sent\n"
-	       "                      before its connection is closed (default 30)\n"
-	       "  -q, --quiet         only warnings on stderr\n"
-	       "  -v, --verbose       also per-message detail\n"
-	       "  -h, --help          this help\n"
-	       "      --version       print the version\n",
-	       usage_line);
-	exit(0);
-}
+	static const struct option opts[] = {
+		CLI_COMMON_OPTIONS,
+		{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+		{ "max-per-ip", required_argument, NULL, OPT_MAX_PER_IP },
+		{ "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+		{ "queue-limit", required_argument, NULL, OPT_QUEUE_LIMIT },
+		{ "partial-timeout", required_argument, NULL, OPT_PARTIAL },
+		{ "state", required_argument, NULL, OPT_STATE },
+		{ "nats", required_argument, NULL, OPT_NATS },
+		{ "room", required_argument, NULL, OPT_ROOM },
+		{ NULL, 0, NULL, 0 },
+	};
+	int first;
 
-static size_t count_arg(const char *opt, const char *s)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end || errno || v == 0 || v > 10000000)
-		usage_error(opt, ": expected a number from 1 to 10000000");
-	return (size_t)v;
+	srv->lim = (struct subs_limits){ .total = 1024, .per_ip = 256, .per_conn = PER_CONN_SUBS,
+					 .margin = SENDER_MARGIN, .queue_msgs = 1000,
+					 .queue_bytes = QUEUE_BYTES };
+	srv->max_conns = 1024;
+	srv->partial_ms = PARTIAL_TIMEOUT_MS;
+	srv->room = CLUSTER_DEFAULT_ROOM;
+	first = cli_parse(&cli, argc, argv, opts, own_option, srv);
+	if (argc - first != 1)
+		cli_usage_error(&cli, argc - first == 0 ? "PORT is missing" : "too many arguments");
+	if (strchr(argv[first], ':'))
+		cli_host_port(&cli, "address", argv[first], srv->host, sizeof srv->host, &srv->port, true);
+	else
+		srv->port = cli_port(&cli, "port", argv[first], true);
+	if (cli.bind)
+		snprintf(srv->host, sizeof srv->host, "%s", cli.bind);
+	if (addr_canonical_ip(srv->host, srv->host_ip, sizeof srv->host_ip) < 0)
+		srv->host_ip[0] = '\0';
+	if (srv->nats_urls && !cluster_available())
+		cli_usage_error(&cli, "server5 was built without NATS support (--nats '%s')",
+				srv->nats_urls);
+	if (!*srv->room)
+		cli_usage_error(&cli, "bad --room '': expected a name");
 }
 
 /* Thread-per-connection needs descriptors: raise the soft limit as far as
@@ -542,134 +392,188 @@ static void raise_fd_limit(size_t need)
 			 (unsigned long long)rl.rlim_cur, need);
 }
 
-int main(int argc, char **argv)
+static void start(struct server *srv)
 {
-	static const struct option opts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, 'V' },
-		{ "max-clients", required_argument, NULL, 'C' },
-		{ "max-per-ip", required_argument, NULL, 'P' },
-		{ "max-conns", required_argument, NULL, 'N' },
-		{ "queue-limit", required_argument, NULL, 'Q' },
-		{ "partial-timeout", required_argument, NULL, 'T' },
-		{ "bind", required_argument, NULL, 'b' },
-		{ NULL, 0, NULL, 0 },
-	};
-	static struct server srv;
-	size_t max_clients = 1024, max_per_ip = 256, max_conns = 1024;
-	char host[ADDR_HOSTLEN];
-	struct listener *lis;
-	struct timespec deadline;
-	struct sub **all;
-	const char *why, *bind_addr = NULL;
-	char err[128];
+	if (signals_init() < 0 || wake_init(&srv->changed) < 0)
+		log_die(1, "setup: %s", strerror(errno));
+	mutex_init(&srv->tally_lock);
+	msgpool_init(&srv->pool, POOL_BYTES);
+	subs_init(&srv->subs, &srv->lim, &srv->changed);
+	srv->senders = senders_new(&srv->subs, cli.stall_ms);
+	if (!srv->senders)
+		log_die(1, "setup: %s", strerror(errno));
+	raise_fd_limit(srv->max_conns + 2 * srv->lim.total + 64);
+}
+
+/* Writes the table to the state file when it changed since the last time. */
+static void save_state(struct server *srv)
+{
+	uint64_t gen = atomic_load(&srv->subs.gen);
+	char *list;
+
+	if (!srv->state_path || gen == srv->saved_gen)
+		return;
+	list = subs_list(&srv->subs);
+	if (list && state_save(srv->state_path, list) == 0)
+		srv->saved_gen = gen;
+	else
+		log_warn("cannot write %s: %s", srv->state_path, strerror(errno));
+	free(list);
+}
+
+/* Subscribes one saved address again; false for a bad line. */
+static bool restore_one(struct server *srv, const char *line)
+{
+	char host[ADDR_HOSTLEN], ip[ADDR_STRLEN];
+	const char *why;
+	struct sub *sub;
 	uint16_t port;
-	size_t n, i;
-	int opt, fd;
+	bool again;
 
-	log_init(argv[0]);
-	opterr = 0;	/* our own message, prefixed like every other */
-	srv.queue_msgs = 1000;
-	srv.partial_timeout_ms = PARTIAL_TIMEOUT_MS;
-	while ((opt = getopt_long(argc, argv, "hqv", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'h': help(); break;
-		case 'q': log_set_level(LOG_QUIET); break;
-		case 'v': log_set_level(LOG_VERBOSE); break;
-		case 'V': printf("server5 %s\n", VERSION); return 0;
-		case 'C': max_clients = count_arg("--max-clients", optarg); break;
-		case 'P': max_per_ip = count_arg("--max-per-ip", optarg); break;
-		case 'N': max_conns = count_arg("--max-conns", optarg); break;
-		case 'Q': srv.queue_msgs = count_arg("--queue-limit", optarg); break;
-		case 'T': {
-			size_t sec = count_arg("--partial-timeout", optarg);
-
-			srv.partial_timeout_ms = sec > 86400 ? 86400000 : (int)sec * 1000;
-			break;
-		}
-		case 'b': bind_addr = optarg; break;
-		default: usage_error("bad option or missing value: ", argv[optind - 1]);
-		}
+	if (addr_split(line, host, sizeof host, &port, &why) < 0 ||
+	    addr_canonical_ip(host, ip, sizeof ip) < 0)
+		return false;
+	sub = subs_subscribe(&srv->subs, ip, port, 0, &again, &why);
+	if (!sub) {
+		log_warn("%s: not restored: %s", line, why);
+		return true;
 	}
-	if (argc - optind != 1)
-		usage_error("", argc - optind == 0 ? "PORT is required" : "too many arguments");
-	host[0] = '\0';
-	if (strchr(argv[optind], ':')) {
-		if (addr_split_ex(argv[optind], host, sizeof host, &port, 1, &why) < 0)
-			usage_error("[HOST:]PORT: ", why);
-	} else if (addr_parse_port(argv[optind], 1, &port, &why) < 0) {
-		usage_error("PORT: ", why);
+	if (!again && sender_start(srv->senders, sub) != 0)
+		subs_remove(&srv->subs, sub);
+	sub_unref(sub);
+	return true;
+}
+
+/* With an existing state file: connects back to every subscriber in it
+ * before any message is taken, so lines typed while we were down reach
+ * all of them. */
+static void restore(struct server *srv)
+{
+	struct timespec deadline = mono_after(RESTORE_WAIT_MS);
+	char *text, *line, *save = NULL;
+	size_t bad = 0;
+
+	if (!srv->state_path)
+		return;
+	text = state_load(srv->state_path);
+	if (!text) {
+		if (errno != ENOENT)
+			log_die(1, "cannot read %s: %s", srv->state_path, strerror(errno));
+		return;
 	}
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		bad += !restore_one(srv, line);
+	free(text);
+	if (bad)
+		log_warn("%s: %zu line(s) that are not IP:PORT skipped", srv->state_path, bad);
+	while (senders_connecting(srv->senders) > 0 && mono_ms_until(&deadline) > 0) {
+		struct pollfd p = { .fd = wake_fd(&srv->changed), .events = POLLIN };
 
-	if (signals_init() < 0 || pipe(srv.done_pipe) < 0)
-		log_die(1, "setup: %s", strerror(errno));
-	for (i = 0; i < 2; i++) {
-		fcntl(srv.done_pipe[i], F_SETFL, O_NONBLOCK);
-		fcntl(srv.done_pipe[i], F_SETFD, FD_CLOEXEC);
+		poll(&p, 1, mono_ms_until(&deadline));
+		wake_drain(&srv->changed);
 	}
-	pthread_mutex_init(&srv.lock, NULL);
-	if (subs_init(&srv.subs, max_clients, max_per_ip) < 0)
-		log_die(1, "setup: %s", strerror(errno));
-	raise_fd_limit(max_conns + 2 * max_clients + 64);
+	log_info("restored %zu subscriber(s) from %s", subs_count(&srv->subs), srv->state_path);
+	save_state(srv);
+}
 
-	if (bind_addr)
-		snprintf(host, sizeof host, "%s", bind_addr);
-	fd = net_listen(*host ? host : NULL, port, err, sizeof err);
-	if (fd < 0)
-		log_die(1, "cannot listen on %s%sport %u: %s", host, *host ? " " : "", port, err);
-	port = net_local_port(fd);
-	lis = listener_start(&(struct listener_config){
-		.fd = fd, .max_conns = max_conns, .handler = serve_client, .arg = &srv });
-	if (!lis)
-		log_die(1, "cannot start the listener: %s", strerror(errno));
-	log_info("listening on port %u", port);
+/* ---------------------------------------------------------------------
+ * Serving, and shutting down
+ * ------------------------------------------------------------------- */
 
-	/* Until a signal: join senders as they finish. */
-	for (;;) {
-		struct pollfd p[2] = {
+/* Until a signal: joins senders as they finish, keeps the state file,
+ * prints the summaries due. */
+static void serve(struct server *srv)
+{
+	int64_t next_tick = mono_now_ms() + TICK_MS;
+
+	while (!signals_caught()) {
+		struct pollfd p[3] = {
 			{ .fd = signals_fd(), .events = POLLIN },
-			{ .fd = srv.done_pipe[0], .events = POLLIN },
+			{ .fd = senders_reap_fd(srv->senders), .events = POLLIN },
+			{ .fd = wake_fd(&srv->changed), .events = POLLIN },
 		};
+		int64_t left = next_tick - mono_now_ms();
 
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		if (poll(p, 3, left > 0 ? (int)left : 0) < 0 && errno != EINTR)
 			log_die(1, "poll: %s", strerror(errno));
 		if (p[1].revents)
-			reap_senders(&srv);
-		if (p[0].revents || signals_caught())
-			break;
+			senders_reap(srv->senders);
+		if (p[2].revents) {
+			wake_drain(&srv->changed);
+			save_state(srv);
+		}
+		if (mono_now_ms() >= next_tick) {
+			lock(&srv->tally_lock);
+			log_tally_flush(&srv->refusals, "refused subscriptions", false);
+			unlock(&srv->tally_lock);
+			if (srv->cluster)
+				cluster_tick(srv->cluster);
+			next_tick = mono_now_ms() + TICK_MS;
+		}
 	}
-	log_info("shutting down");
+}
 
-	/* No new input; then let every sender deliver its queue, for a
-	 * bounded time. */
-	listener_stop(lis);
-	all = subs_take_all(&srv.subs, &n);
+/* Waits until every sender has ended or the deadline passed; the number
+ * still running. */
+static size_t wait_senders(struct server *srv, int ms)
+{
+	struct timespec deadline = mono_after(ms);
+	size_t left;
+
+	while ((left = senders_reap(srv->senders)) > 0 && mono_ms_until(&deadline) > 0) {
+		struct pollfd p = { .fd = senders_reap_fd(srv->senders), .events = POLLIN };
+
+		poll(&p, 1, mono_ms_until(&deadline));
+	}
+	return left;
+}
+
+/* No new input; every queue closed, so waiting fan-outs give up and each
+ * sender delivers what it holds, for a bounded time; then force. */
+static void shut_down(struct server *srv)
+{
+	struct sub **all;
+	size_t n, i;
+
+	log_info("shutting down");
+	all = subs_take_all(&srv->subs, &n);
 	for (i = 0; i < n; i++) {
 		msgq_close(&all[i]->q);
 		sub_unref(all[i]);
 	}
 	free(all);
-	deadline = mono_after(EXIT_DRAIN_MS);
-	while (reap_senders(&srv) > 0) {
-		struct pollfd p = { .fd = srv.done_pipe[0], .events = POLLIN };
-		int left = mono_ms_until(&deadline);
-
-		if (left == 0) {
-			struct sender *s;
-
-			lock(&srv.lock);
-			for (s = srv.running; s; s = s->next)
-				sender_abort(s);
-			unlock(&srv.lock);
-			deadline = mono_after(60000);
-		}
-		poll(&p, 1, left > 0 ? left : 1000);
+	msgpool_close(&srv->pool);
+	if (srv->cluster)
+		cluster_quiesce(srv->cluster);
+	listener_stop(srv->lis);
+	if (srv->cluster)
+		cluster_stop(srv->cluster);
+	if (wait_senders(srv, EXIT_DRAIN_MS) > 0) {
+		senders_abort(srv->senders);
+		if (wait_senders(srv, ABORT_WAIT_MS) > 0)
+			log_die(1, "senders did not stop");
 	}
-	subs_destroy(&srv.subs);
-	pthread_mutex_destroy(&srv.lock);
-	close(srv.done_pipe[0]);
-	close(srv.done_pipe[1]);
+	senders_free(srv->senders);
+	subs_destroy(&srv->subs);
+	msgpool_destroy(&srv->pool);
+	wake_close(&srv->changed);
+	pthread_mutex_destroy(&srv->tally_lock);
+}
+
+int main(int argc, char **argv)
+{
+	static struct server srv;
+
+	parse_args(&srv, argc, argv);
+	start(&srv);
+	restore(&srv);
+	if (srv.nats_urls)
+		srv.cluster = cluster_start(srv.nats_urls, srv.room, from_cluster, &srv);
+	srv.lis = listener_open(*srv.host ? srv.host : NULL, &srv.port,
+				&(struct listener_config){ .max_conns = srv.max_conns,
+							   .serve = serve_client, .arg = &srv });
+	log_info("listening on port %u", srv.port);
+	serve(&srv);
+	shut_down(&srv);
 	return 0;
 }

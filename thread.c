@@ -1,4 +1,4 @@
-/* thread.c - small-stack threads, monotonic deadlines, checked locking. */
+/* thread.c - small-stack threads, deadlines, checked locking, the reaper. */
 #include "thread.h"
 
 #include <errno.h>
@@ -19,6 +19,40 @@ int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 		rc = pthread_create(t, &attr, fn, arg);
 	pthread_attr_destroy(&attr);
 	return rc;
+}
+
+/* Going on after a failed lock or join would only hide the bug. */
+void must(int rc, const char *what)
+{
+	if (rc != 0) {
+		fprintf(stderr, "%s: %s\n", what, strerror(rc));
+		abort();
+	}
+}
+
+void lock(pthread_mutex_t *m)
+{
+	must(pthread_mutex_lock(m), "pthread_mutex_lock");
+}
+
+void unlock(pthread_mutex_t *m)
+{
+	must(pthread_mutex_unlock(m), "pthread_mutex_unlock");
+}
+
+void mutex_init(pthread_mutex_t *m)
+{
+	must(pthread_mutex_init(m, NULL), "pthread_mutex_init");
+}
+
+void cond_init(pthread_cond_t *c)
+{
+	pthread_condattr_t attr;
+
+	must(pthread_condattr_init(&attr), "pthread_condattr_init");
+	must(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), "pthread_condattr_setclock");
+	must(pthread_cond_init(c, &attr), "pthread_cond_init");
+	pthread_condattr_destroy(&attr);
 }
 
 struct timespec mono_now(void)
@@ -47,6 +81,13 @@ int64_t mono_ms(const struct timespec *t)
 	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
 }
 
+int64_t mono_now_ms(void)
+{
+	struct timespec now = mono_now();
+
+	return mono_ms(&now);
+}
+
 int mono_ms_until(const struct timespec *deadline)
 {
 	struct timespec now = mono_now();
@@ -58,24 +99,89 @@ int mono_ms_until(const struct timespec *deadline)
 	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
-/* A failing lock or unlock means memory corruption or a logic error; going
- * on would only hide it. */
-void lock(pthread_mutex_t *m)
-{
-	int rc = pthread_mutex_lock(m);
+/* ---------------------------------------------------------------------
+ * The reaper
+ * ------------------------------------------------------------------- */
 
-	if (rc != 0) {
-		fprintf(stderr, "pthread_mutex_lock: %s\n", strerror(rc));
-		abort();
+int reaper_init(struct reaper *r)
+{
+	r->done = NULL;
+	r->live = 0;
+	mutex_init(&r->lock);
+	if (wake_init(&r->wake) < 0) {
+		pthread_mutex_destroy(&r->lock);
+		return -1;
 	}
+	return 0;
 }
 
-void unlock(pthread_mutex_t *m)
+void reaper_destroy(struct reaper *r)
 {
-	int rc = pthread_mutex_unlock(m);
+	wake_close(&r->wake);
+	pthread_mutex_destroy(&r->lock);
+}
 
+int reaper_start(struct reaper *r, struct reaped *t, void *(*fn)(void *),
+		 void *arg)
+{
+	int rc;
+
+	/* Counted before it runs, so that its reaper_done cannot come first. */
+	lock(&r->lock);
+	r->live++;
+	unlock(&r->lock);
+	rc = thread_start(&t->thread, fn, arg);
 	if (rc != 0) {
-		fprintf(stderr, "pthread_mutex_unlock: %s\n", strerror(rc));
-		abort();
+		lock(&r->lock);
+		r->live--;
+		unlock(&r->lock);
 	}
+	return rc;
+}
+
+void reaper_done(struct reaper *r, struct reaped *t)
+{
+	lock(&r->lock);
+	t->next = r->done;
+	r->done = t;
+	unlock(&r->lock);
+	wake_poke(&r->wake);
+}
+
+size_t reaper_join(struct reaper *r, void (*release)(struct reaped *t))
+{
+	struct reaped *t, *next;
+	size_t n = 0, live;
+
+	wake_drain(&r->wake);
+	lock(&r->lock);
+	t = r->done;
+	r->done = NULL;
+	unlock(&r->lock);
+	for (; t; t = next) {
+		next = t->next;
+		must(pthread_join(t->thread, NULL), "pthread_join");
+		release(t);
+		n++;
+	}
+	lock(&r->lock);
+	r->live -= n;
+	live = r->live;
+	unlock(&r->lock);
+	return live;
+}
+
+size_t reaper_live(struct reaper *r)
+{
+	size_t n;
+
+	lock(&r->lock);
+	n = r->live;
+	unlock(&r->lock);
+	return n;
+}
+
+int reaper_fd(struct reaper *r)
+{
+	return wake_fd(&r->wake);
 }

@@ -1,30 +1,82 @@
-/* thread.h - thread creation with small stacks, and monotonic deadlines.
+/* thread.h - threads with small stacks, monotonic deadlines, checked
+ * pthread calls, and the reaper that joins threads as they finish.
  *
  * The relay runs a thread per connection and per subscriber, so stacks are
  * kept small; nothing in this project recurses or keeps big arrays on the
- * stack. */
+ * stack.
+ *
+ * Error convention: a pthread call that can only fail through a bug (an
+ * invalid mutex, a double join) goes through must(), which aborts with a
+ * message; one that can fail for lack of resources (pthread_create)
+ * returns its error to the caller. */
 #ifndef THREAD_H
 #define THREAD_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+#include "wake.h"
 
 #define THREAD_STACK_SIZE (256 * 1024)
 
 /* pthread_create with THREAD_STACK_SIZE; returns 0 or an errno value. */
 int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
+/* Aborts with "what: reason" unless rc is 0 (a pthread_* result). */
+void must(int rc, const char *what);
+
+void lock(pthread_mutex_t *m);
+void unlock(pthread_mutex_t *m);
+void mutex_init(pthread_mutex_t *m);
+/* A condition variable whose timed waits use CLOCK_MONOTONIC, so a change
+ * of the wall clock cannot stretch a deadline. */
+void cond_init(pthread_cond_t *c);
+
 /* CLOCK_MONOTONIC now, and now + ms. */
 struct timespec mono_now(void);
 struct timespec mono_after(int64_t ms);
-/* Milliseconds from now until deadline, clamped to [0, INT32_MAX]. */
+/* Milliseconds from now until deadline, clamped to [0, INT_MAX]. */
 int mono_ms_until(const struct timespec *deadline);
 int64_t mono_ms(const struct timespec *t);
+int64_t mono_now_ms(void);
 
-/* pthread_mutex_lock/unlock that abort on failure (which can only be a
- * bug: an invalid or non-owned mutex). */
-void lock(pthread_mutex_t *m);
-void unlock(pthread_mutex_t *m);
+/* ---------------------------------------------------------------------
+ * The reaper: threads that end on their own (a connection's reader, a
+ * subscriber's sender) hand themselves over as their last act, and the
+ * owner joins them when its poll loop sees reaper_fd() readable.  So
+ * nothing piles up, and nothing is ever cancelled.
+ * ------------------------------------------------------------------- */
+
+/* Embedded in whatever the thread works for. */
+struct reaped {
+	pthread_t thread;
+	struct reaped *next;
+};
+
+struct reaper {
+	pthread_mutex_t lock;
+	struct reaped *done;	/* finished, not yet joined */
+	size_t live;		/* started, not yet joined */
+	struct wake wake;	/* poked when one finishes */
+};
+
+/* 0, or -1 with errno set. */
+int reaper_init(struct reaper *r);
+/* Every thread must have been joined. */
+void reaper_destroy(struct reaper *r);
+
+/* Starts fn(arg) as one of r's threads; 0 or an errno value. */
+int reaper_start(struct reaper *r, struct reaped *t, void *(*fn)(void *),
+		 void *arg);
+/* The thread's last call: t may be joined (and freed) from now on. */
+void reaper_done(struct reaper *r, struct reaped *t);
+/* Joins every finished thread, passing each to release (which may free
+ * it); returns how many are still running. */
+size_t reaper_join(struct reaper *r, void (*release)(struct reaped *t));
+size_t reaper_live(struct reaper *r);
+/* Readable when a thread has finished. */
+int reaper_fd(struct reaper *r);
 
 #endif

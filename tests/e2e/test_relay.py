@@ -434,13 +434,15 @@ def test_fake_subscriber_gets_every_relayed_object(procs, fake_peer, closing):
     ]
 
 
-def test_resubscribe_same_address_replaces(procs, fake_peer, closing):
+def test_resubscribe_same_address_keeps_the_subscription(procs, fake_peer, closing):
+    """Subscribing again (a chat5 whose server connection came back) keeps
+    the subscription, its queue and its live delivery connection."""
     srv = procs.server()
     fp = fake_peer()
     subscribe_by_hand(srv, fp.port, closing)
     c2 = closing(connect(srv.port))
     c2.sendall(wire(ctl_obj(loop(fp.port))))
-    wait_line(srv, r"replac.*127\.0\.0\.1:%d\b|127\.0\.0\.1:%d\b.*replac" % (fp.port, fp.port))
+    wait_line(srv, r"subscribed 127\.0\.0\.1:%d\b.* again" % fp.port)
     r = closing(connect(srv.port))
     r.sendall(wire(chat_obj(0, "raw", "once")))
     witness = fake_peer()
@@ -448,6 +450,7 @@ def test_resubscribe_same_address_replaces(procs, fake_peer, closing):
     r.sendall(wire(chat_obj(1, "raw", "twice")))
     witness.wait_objects(1)
     assert fp.wait_objects(2) == [chat_obj(0, "raw", "once"), chat_obj(1, "raw", "twice")]
+    assert fp.connections() == 1
 
 
 # ---------------------------------------------------------------------------
@@ -694,9 +697,9 @@ def test_subscriber_limits_refuse_with_a_log_line(procs, fake_peer, closing, lim
     subscribe_by_hand(srv, fps[1].port, closing, conn=c)
     c.sendall(wire(ctl_obj(loop(fps[2].port))))
     wait_line(srv, r"refused.*127\.0\.0\.1:%d\b" % fps[2].port)
-    # A resubscription of a listed address replaces it: not over the limit.
+    # A resubscription of a listed address keeps it: not over the limit.
     c.sendall(wire(ctl_obj(loop(fps[1].port))))
-    wait_line(srv, r"replac")
+    wait_line(srv, r"subscribed 127\.0\.0\.1:%d\b.* again" % fps[1].port)
     r = closing(connect(srv.port))
     r.sendall(wire(chat_obj(0, "raw", "within limits")))
     assert fps[0].wait_objects(1) == [chat_obj(0, "raw", "within limits")]

@@ -1,0 +1,42 @@
+/* cluster.h - several server5, one room: the bridge to a NATS cluster.
+ *
+ * With --nats, every chat message a local client sends is also published,
+ * as the same serialized bytes, on the room's subject; every message
+ * another server5 published there is handed to deliver(), which runs the
+ * same waiting fan-out as local messages, on a thread of our own so that
+ * NATS's dispatch thread is never held for long.  Built when pkg-config
+ * finds libnats; otherwise cluster_start says so and exits 2. */
+#ifndef CLUSTER_H
+#define CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "msg.h"
+
+#define CLUSTER_DEFAULT_ROOM "main"
+
+struct cluster;
+
+/* Whether NATS support was built in. */
+bool cluster_available(void);
+
+/* Connects to urls ("nats://a:4222,nats://b:4222"; it retries forever and
+ * fails over between them) and subscribes to the room.  deliver(arg, m)
+ * gets each message of another server, in order, on the cluster's own
+ * thread; it may wait.  Dies with a message on a usage error. */
+struct cluster *cluster_start(const char *urls, const char *room,
+			      void (*deliver)(void *arg, struct msg *m), void *arg);
+
+/* Publishes m to the other servers (buffered while disconnected). */
+void cluster_publish(struct cluster *c, const struct msg *m);
+
+/* Once a second from the main loop: reports messages NATS dropped. */
+void cluster_tick(struct cluster *c);
+
+/* Stops taking messages: wakes a deliver() waiting on a closed relay. */
+void cluster_quiesce(struct cluster *c);
+/* Drains and closes the connection, joins every thread (NATS's too). */
+void cluster_stop(struct cluster *c);
+
+#endif

@@ -1,0 +1,491 @@
+/* sender.c - one thread per subscriber, delivering its queue. */
+#include "sender.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "proto.h"
+#include "tcpout.h"
+
+#define CONNECT_TIMEOUT_MS 2000		/* connecting back to a subscriber */
+#define PEER_CHECK_MS 50		/* how often a sender looks for EOF */
+#define CLOSE_LINGER_MS 1000		/* after the last delivery */
+
+struct sender {
+	struct reaped reaped;		/* first: the reaper hands it back */
+	struct senders *all;
+	struct sub *sub;		/* a reference */
+	pthread_mutex_t lock;		/* guards fd, via, ending and recheck */
+	int fd;				/* our connection to the subscriber */
+	struct conn *via;		/* or: its subscribing connection */
+	bool ending;			/* evicted or aborted: said why already */
+	bool recheck;			/* it subscribed again */
+	/* The thread's own. */
+	struct tcpout out;
+	int64_t checked_ms;		/* when we last looked for its EOF */
+	char local_ip[ADDR_STRLEN];	/* our end of fd, while registered */
+	uint16_t local_port;
+	struct sender *prev, *next;	/* all->live */
+};
+
+struct senders {
+	struct subtable *subs;
+	int stall_ms;
+	struct reaper reaper;
+	pthread_mutex_t lock;		/* guards live, connecting, local ends */
+	struct sender *live;
+	size_t connecting;
+};
+
+struct senders *senders_new(struct subtable *subs, int stall_ms)
+{
+	struct senders *all = calloc(1, sizeof *all);
+
+	if (!all || reaper_init(&all->reaper) < 0) {
+		free(all);
+		return NULL;
+	}
+	all->subs = subs;
+	all->stall_ms = stall_ms;
+	mutex_init(&all->lock);
+	return all;
+}
+
+void senders_free(struct senders *all)
+{
+	reaper_destroy(&all->reaper);
+	pthread_mutex_destroy(&all->lock);
+	free(all);
+}
+
+/* ---------------------------------------------------------------------
+ * Ending a subscription
+ * ------------------------------------------------------------------- */
+
+/* Tells the subscriber, on the connection it subscribed over, that it was
+ * dropped, and closes that connection: its chat5 then subscribes again. */
+static void tell_dropped(struct sender *s, const char *reason)
+{
+	struct conn *c = subs_control(s->all->subs, s->sub);
+	struct msg *m;
+
+	if (!c)
+		return;
+	if (!atomic_load(&c->ended) && (m = proto_encode_dropped(s->sub->addr, reason))) {
+		if (send(c->fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* no room or gone: the close below says it anyway */
+		}
+		msg_unref(m);
+	}
+	conn_shutdown(c);
+	conn_unref(c);
+}
+
+/* Ends the subscription from inside, unless someone else already did:
+ * out of the table, its queue dropped, one log line. */
+static void evict(struct sender *s, const char *why, const char *reason, bool reset)
+{
+	uint64_t lost;
+	bool quiet;
+	int fd;
+
+	lock(&s->lock);
+	quiet = s->ending;
+	s->ending = true;
+	fd = s->fd >= 0 ? s->fd : s->via ? s->via->fd : -1;
+	unlock(&s->lock);
+	msgq_close(&s->sub->q);
+	lost = tcpout_broken(&s->out, fd, reset) + tcpout_drop(&s->out) + msgq_clear(&s->sub->q);
+	if (!subs_remove(s->all->subs, s->sub) || quiet)
+		return;
+	if (lost > 0)
+		log_info("evicted %s: %s; %llu message(s) may not have reached it", s->sub->addr,
+			 why, (unsigned long long)lost);
+	else
+		log_info("evicted %s: %s", s->sub->addr, why);
+	tell_dropped(s, reason);
+}
+
+/* ---------------------------------------------------------------------
+ * Connecting back
+ * ------------------------------------------------------------------- */
+
+/* Remembers our end of fd: an accepted connection from there is us. */
+static void register_local(struct sender *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	lock(&s->all->lock);
+	if (addr_format_ip((struct sockaddr *)&ss, s->local_ip, sizeof s->local_ip) == 0)
+		s->local_port = addr_port((struct sockaddr *)&ss);
+	unlock(&s->all->lock);
+}
+
+static void unregister_local(struct sender *s)
+{
+	lock(&s->all->lock);
+	s->local_port = 0;
+	unlock(&s->all->lock);
+}
+
+/* Nothing listens at the subscriber's address: deliveries go over the
+ * connection it subscribed on, if that is still open and carries no other
+ * subscriber's. */
+static bool use_subscribing_connection(struct sender *s)
+{
+	struct conn *c = subs_control(s->all->subs, s->sub);
+	bool no = false;
+
+	if (!c)
+		return false;
+	if (atomic_load(&c->ended) || !atomic_compare_exchange_strong(&c->delivers, &no, true)) {
+		conn_unref(c);
+		return false;
+	}
+	lock(&s->lock);
+	s->via = c;
+	unlock(&s->lock);
+	log_info("%s refused the connection; delivering over its subscribing connection",
+		 s->sub->addr);
+	return true;
+}
+
+/* Connects back to the subscriber; false when it was evicted. */
+static bool connect_back(struct sender *s)
+{
+	char err[128];
+	int fd = net_connect(s->sub->ip, s->sub->port, CONNECT_TIMEOUT_MS, err, sizeof err);
+	bool refused = fd < 0 && errno == ECONNREFUSED;
+
+	if (fd >= 0) {
+		net_set_nonblocking(fd, 1);
+		register_local(s, fd);
+		lock(&s->lock);
+		if (!s->ending) {
+			s->fd = fd;
+			fd = -1;
+		}
+		unlock(&s->lock);
+		if (fd >= 0) {
+			unregister_local(s);
+			close(fd);
+			return false;
+		}
+		tcpout_delivered(&s->out);
+		log_debug("connected to subscriber %s", s->sub->addr);
+		return true;
+	}
+	if (refused && use_subscribing_connection(s))
+		return true;
+	evict(s, "cannot connect back", err, false);
+	return false;
+}
+
+static void connect_done(struct sender *s)
+{
+	lock(&s->all->lock);
+	s->all->connecting--;
+	unlock(&s->all->lock);
+	if (s->all->subs->changed)
+		wake_poke(s->all->subs->changed);
+}
+
+/* It subscribed again: keep a live connection, replace a dead one.
+ * False when it was evicted. */
+static bool recheck(struct sender *s)
+{
+	enum net_peer st;
+	uint64_t lost;
+
+	lock(&s->lock);
+	if (!s->recheck || s->fd < 0) {
+		s->recheck = false;
+		unlock(&s->lock);
+		return true;
+	}
+	s->recheck = false;
+	unlock(&s->lock);
+	st = net_peer_state(s->fd);
+	if (st == NET_PEER_OPEN)
+		return true;
+	lost = tcpout_broken(&s->out, s->fd, st == NET_PEER_RESET);
+	if (lost > 0)
+		log_info("%s subscribed again over a new listener; %llu message(s) may not "
+			 "have reached the old one", s->sub->addr, (unsigned long long)lost);
+	unregister_local(s);
+	lock(&s->lock);
+	close(s->fd);
+	s->fd = -1;
+	unlock(&s->lock);
+	return connect_back(s);
+}
+
+/* ---------------------------------------------------------------------
+ * Delivering
+ * ------------------------------------------------------------------- */
+
+/* On our own connection the subscriber never talks; data or EOF there
+ * means it is gone or restarted.  Looked at every PEER_CHECK_MS at most:
+ * a syscall per write would cost as much as the write. */
+static bool still_there(struct sender *s, bool now)
+{
+	int64_t t = mono_now_ms();
+	enum net_peer st;
+
+	if (s->fd < 0 || (!now && t - s->checked_ms < PEER_CHECK_MS))
+		return true;
+	s->checked_ms = t;
+	st = net_peer_state(s->fd);
+	if (st == NET_PEER_OPEN)
+		return true;
+	evict(s, st == NET_PEER_RESET ? "connection reset" : "connection closed",
+	      "connection closed", st == NET_PEER_RESET);
+	return false;
+}
+
+/* Waits until fd takes more or the subscriber counts as stalled; false
+ * when it was evicted. */
+static bool wait_writable(struct sender *s, int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT | (s->fd >= 0 ? POLLIN : 0) };
+	int64_t left = s->out.progress_ms + s->all->stall_ms - mono_now_ms();
+	int rc;
+
+	rc = left > 0 ? poll(&p, 1, (int)left) : 0;
+	if (rc < 0 && errno == EINTR)
+		return true;
+	if (rc == 0) {
+		char why[64];
+
+		snprintf(why, sizeof why, "stalled: accepted nothing for %d s",
+			 s->all->stall_ms / 1000);
+		evict(s, why, "stalled", false);
+		return false;
+	}
+	return !(p.revents & POLLIN) || still_there(s, true);
+}
+
+/* Writes what tcpout holds; false when the subscriber was evicted. */
+static bool write_out(struct sender *s)
+{
+	int fd = s->fd >= 0 ? s->fd : s->via->fd;
+
+	if (!still_there(s, false))
+		return false;
+	while (tcpout_pending(&s->out) > 0) {
+		ssize_t w = tcpout_write(&s->out, fd);
+
+		if (w < 0) {
+			char why[96];
+
+			snprintf(why, sizeof why, "write failed: %s", strerror(errno));
+			evict(s, why, "connection closed", net_is_reset(errno));
+			return false;
+		}
+		if (tcpout_pending(&s->out) > 0 && !wait_writable(s, fd))
+			return false;
+	}
+	tcpout_settle(&s->out, fd);
+	return true;
+}
+
+/* One batch; false when the sender is done. */
+static bool deliver(struct sender *s)
+{
+	struct msg *batch[TCPOUT_BATCH];
+	size_t n = msgq_pop(&s->sub->q, batch, TCPOUT_BATCH, true);
+
+	tcpout_add(&s->out, batch, n);
+	if (!recheck(s))
+		return false;
+	if (n == 0)
+		return !msgq_closed(&s->sub->q);	/* kicked, or done */
+	return write_out(s);
+}
+
+/* Lets a reader finish waking every sender before any of them runs: on
+ * Linux, SCHED_BATCH threads do not preempt the thread that woke them.
+ * (The constant is Linux's; POSIX has no such policy.) */
+static void yield_to_wakers(void)
+{
+#ifdef __linux__
+	struct sched_param sp = { .sched_priority = 0 };
+
+	pthread_setschedparam(pthread_self(), 3 /* SCHED_BATCH */, &sp);
+#endif
+}
+
+/* Unsubscribed and delivered: a graceful close.  Otherwise just close. */
+static void hang_up(struct sender *s)
+{
+	bool ending;
+
+	lock(&s->lock);
+	ending = s->ending;
+	unlock(&s->lock);
+	if (s->fd >= 0) {
+		int fd = s->fd;
+
+		unregister_local(s);
+		/* Out of abort's sight before the number can be reused. */
+		lock(&s->lock);
+		s->fd = -1;
+		unlock(&s->lock);
+		if (ending)
+			close(fd);
+		else
+			net_close_gracefully(fd, CLOSE_LINGER_MS);
+	}
+	if (s->via)
+		atomic_store(&s->via->delivers, false);
+}
+
+static void *sender_main(void *arg)
+{
+	struct sender *s = arg;
+	struct senders *all = s->all;
+	bool ok;
+
+	yield_to_wakers();
+	ok = connect_back(s);
+	connect_done(s);
+	while (ok)
+		ok = deliver(s);
+	hang_up(s);
+	lock(&all->lock);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		all->live = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	unlock(&all->lock);
+	reaper_done(&all->reaper, &s->reaped);
+	return NULL;
+}
+
+static void release(struct reaped *r)
+{
+	struct sender *s = (struct sender *)r;
+
+	subs_set_sender(s->all->subs, s->sub, NULL);
+	subs_release(s->all->subs);
+	tcpout_free(&s->out);
+	conn_unref(s->via);
+	sub_unref(s->sub);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+int sender_start(struct senders *all, struct sub *sub)
+{
+	struct sender *s = calloc(1, sizeof *s);
+	int rc;
+
+	if (!s) {
+		subs_release(all->subs);
+		return ENOMEM;
+	}
+	s->all = all;
+	s->sub = sub_ref(sub);
+	s->fd = -1;
+	mutex_init(&s->lock);
+	tcpout_init(&s->out);
+	subs_set_sender(all->subs, sub, s);
+	lock(&all->lock);
+	s->next = all->live;
+	if (all->live)
+		all->live->prev = s;
+	all->live = s;
+	all->connecting++;
+	unlock(&all->lock);
+	rc = reaper_start(&all->reaper, &s->reaped, sender_main, s);
+	if (rc != 0) {
+		lock(&all->lock);
+		all->live = s->next;
+		if (all->live)
+			all->live->prev = NULL;
+		all->connecting--;
+		unlock(&all->lock);
+		release(&s->reaped);
+	}
+	return rc;
+}
+
+static void mark_recheck(struct sender *s, void *arg)
+{
+	(void)arg;
+	lock(&s->lock);
+	s->recheck = true;
+	unlock(&s->lock);
+}
+
+void sender_recheck(struct sub *sub, struct senders *all)
+{
+	subs_with_sender(all->subs, sub, mark_recheck, NULL);
+	msgq_kick(&sub->q);
+}
+
+size_t senders_reap(struct senders *all)
+{
+	return reaper_join(&all->reaper, release);
+}
+
+int senders_reap_fd(struct senders *all)
+{
+	return reaper_fd(&all->reaper);
+}
+
+size_t senders_connecting(struct senders *all)
+{
+	size_t n;
+
+	lock(&all->lock);
+	n = all->connecting;
+	unlock(&all->lock);
+	return n;
+}
+
+void senders_abort(struct senders *all)
+{
+	struct sender *s;
+
+	lock(&all->lock);
+	for (s = all->live; s; s = s->next) {
+		lock(&s->lock);
+		s->ending = true;
+		if (s->fd >= 0)
+			shutdown(s->fd, SHUT_RDWR);
+		if (s->via)
+			conn_shutdown(s->via);
+		unlock(&s->lock);
+		msgq_close(&s->sub->q);
+		msgq_clear(&s->sub->q);
+	}
+	unlock(&all->lock);
+}
+
+bool senders_own_connection(struct senders *all, const struct conn *c)
+{
+	struct sender *s;
+	bool own = false;
+
+	lock(&all->lock);
+	for (s = all->live; s && !own; s = s->next)
+		own = s->local_port == c->peer_port && s->sub->port == c->local_port &&
+		      strcmp(s->local_ip, c->peer_ip) == 0 && strcmp(s->sub->ip, c->local_ip) == 0;
+	unlock(&all->lock);
+	return own;
+}
