@@ -50,18 +50,24 @@ HEADERS = $(wildcard *.h)
 UNIT_NAMES = addr sanitize proto jstream msgq subs tcpout log charset
 UNIT_TESTS = $(UNIT_NAMES:%=$(O)/tests/unit/test_%)
 
-.PHONY: all programs deps test-deps need-jsonc check unit e2e clean check-asan \
+
+.PHONY: all programs deps test-deps check unit e2e clean check-asan \
         check-tsan check-sanitizers valgrind soak demo install uninstall
 
 all: programs
 
-programs: need-jsonc $(PROGRAMS)
+programs: $(PROGRAMS)
 	@:
 
-# Plain make never installs: it says what is missing and how to get it.
-need-jsonc:
+# Plain make never installs: without json-c it stops with one line that
+# says what to install.  The goals that install first (deps, check, demo,
+# bench) build in a make of their own, after installing.
+INSTALLING_GOALS = deps test-deps bench-deps check check-asan check-tsan \
+                   check-sanitizers demo bench bench-ceiling bench-perf clean
 ifneq ($(HAVE_JSONC),yes)
-	@echo "make: json-c is missing: install libjson-c-dev (make deps does it)" >&2; exit 1
+ifneq ($(if $(MAKECMDGOALS),$(filter-out $(INSTALLING_GOALS),$(MAKECMDGOALS)),all),)
+$(error json-c is missing: install libjson-c-dev, or run make deps)
+endif
 endif
 
 deps:

@@ -2,20 +2,27 @@
 # deps.sh - install what building or testing needs, only what is missing.
 #
 #   scripts/deps.sh build   compiler-side needs: pkg-config, libjson-c-dev,
-#                           libreadline-dev (the interactive prompt)
-#   scripts/deps.sh test    the above plus cmocka, pytest, clang, valgrind,
-#                           mandoc (checking the man pages)
-#   scripts/deps.sh bench   the above plus ngircd (the comparison server)
+#                           libreadline-dev (the interactive prompt),
+#                           libnats-dev (server5 --nats)
+#   scripts/deps.sh test    the above plus what the tests run: cmocka, pytest,
+#                           clang and its sanitizer runtime, valgrind, tmux,
+#                           mandoc, groff and man (the man pages), iproute2
+#                           (network namespaces), systemd (systemd-analyze),
+#                           nats-server (clusters), locales (a Latin-1 locale)
+#   scripts/deps.sh bench   the above plus ngircd (the comparison server) and
+#                           netcat-openbsd (the cost of moving the bytes)
 #
 # Debian/Ubuntu only (apt-get); uses sudo when not root.  Does nothing and
 # prints nothing when everything is already there.
 set -eu
 
-want="pkg-config libjson-c-dev libreadline-dev"
+want="pkg-config libjson-c-dev libreadline-dev libnats-dev"
+test="libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev valgrind tmux
+      mandoc groff-base man-db iproute2 systemd nats-server locales"
 case "${1:-build}" in
 build) ;;
-test) want="$want libcmocka-dev python3 python3-pytest clang libclang-rt-14-dev valgrind mandoc tmux" ;;
-bench) want="$want python3 clang ngircd" ;;
+test) want="$want $test" ;;
+bench) want="$want $test ngircd netcat-openbsd" ;;
 *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 

@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -234,6 +235,30 @@ def procs():
     ps = Procs()
     yield ps
     ps.cleanup()
+
+
+# Tools the tests run.  `make check` installs every one of them
+# (scripts/deps.sh test), so one that is missing is a broken set-up, not a
+# reason to pass: with E2E_REQUIRE_TOOLS=1 (as .ci/run sets it) the test
+# fails instead of skipping.
+REQUIRE_TOOLS = os.environ.get("E2E_REQUIRE_TOOLS") == "1"
+
+
+def need_tool(name, package=None):
+    """The path of a command a test needs; skips (or, under
+    E2E_REQUIRE_TOOLS=1, fails) when it is not installed."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if path:
+        return path
+    why = "%s is not installed (package %s; scripts/deps.sh test installs it)" % (
+        name, package or name)
+    if REQUIRE_TOOLS:
+        pytest.fail(why, pytrace=False)
+    pytest.skip(why)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "valgrind: runs under valgrind (make valgrind)")
 
 
 def free_port():

@@ -808,14 +808,17 @@ def open_many(port, n, timeout):
 
 
 def refusals_accounted(srv, max_conns):
-    """Refused connections the server's log lines account for: one for a
-    line naming a refused peer ("IP:PORT: refused: 1000 connections open
-    already"), plus N for any "N more" a refusal line reports."""
-    one = re.compile(r"\d+\.\d+\.\d+\.\d+:\d+: refused: %d connections open already" % max_conns)
+    """Connections closed for want of room that the server's log lines
+    account for: one for a line naming a refused peer ("IP:PORT: refused:
+    1000 connections open already") or a silent one closed to make room for
+    a newcomer ("IP:PORT: closed to make room for ..."), plus N for any
+    "N more" a summary line reports."""
+    one = re.compile(r"\d+\.\d+\.\d+\.\d+:\d+: (refused: %d connections open already|closed to make room)"
+                     % max_conns)
     more = re.compile(r"(\d+) more")
     n = 0
     for line in _lines(srv):
-        if "refused" not in line:
+        if "refused" not in line and "make room" not in line:
             continue
         if one.search(line):
             n += 1
@@ -831,7 +834,7 @@ def hold_many(srv, n_conns, max_conns, standing, alice, bob, fp, round_no):
     subscribers and every held connection meanwhile; closes them all.
     Returns the round's figures."""
     before_threads = stats(srv.pid).threads
-    refused_before = count_lines(srv, r"refused")
+    refused_before = count_lines(srv, r"refused|make room")
     fp_before, bob_before = fp.count(), bob.nout()
     t0 = time.monotonic()
     socks = open_many(srv.port, n_conns, timeout=max(TIMEOUT, 30))
@@ -848,7 +851,7 @@ def hold_many(srv, n_conns, max_conns, standing, alice, bob, fp, round_no):
         deadline = time.monotonic() + max(TIMEOUT, 30)
 
         def refused_lines():
-            return count_lines(srv, r"refused") - refused_before
+            return count_lines(srv, r"refused|make room") - refused_before
 
         while len(closed) < want_refused:
             assert time.monotonic() < deadline, \
@@ -875,7 +878,7 @@ def hold_many(srv, n_conns, max_conns, standing, alice, bob, fp, round_no):
         # count of those refused since the one before; never more than
         # were made.  (That all of them get logged is checked at the end.)
         if round_no == 1:
-            wait_line(srv, r"refused: %d connections open already" % max_conns)
+            wait_line(srv, r"refused: %d connections open already|closed to make room" % max_conns)
         accounted = refusals_accounted(srv, max_conns)
         assert accounted <= round_no * want_refused, \
             "refusals logged or counted: %d after round %d of %d refusals" % (accounted, round_no, want_refused)

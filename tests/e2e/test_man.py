@@ -11,7 +11,7 @@ For each of chat(1), chat5(1) and server5(1):
 The programs are found as conftest.py finds them (CHAT, CHAT5, SERVER5, or
 the binaries at the top of the tree).  The pages may document options that
 --help does not print; the other way round fails.  A tool that is not
-installed skips its own checks only.
+installed skips its own checks (fails under E2E_REQUIRE_TOOLS=1).
 """
 
 import os
@@ -21,15 +21,22 @@ import subprocess
 
 import pytest
 
-from conftest import CHAT, CHAT5, ROOT, SERVER5
+from conftest import CHAT, CHAT5, ROOT, SERVER5, need_tool
 
 MAN_DIR = os.path.join(ROOT, "man")
 PAGES = {"chat": CHAT, "chat5": CHAT5, "server5": SERVER5}
 NAMES = sorted(PAGES)
 
-MANDOC = shutil.which("mandoc")
-GROFF = shutil.which("groff")
-MAN = shutil.which("man")
+def mandoc():
+    return need_tool("mandoc")
+
+
+def groff():
+    return need_tool("groff", "groff-base")
+
+
+def man():
+    return need_tool("man", "man-db")
 
 
 def page_path(name):
@@ -62,12 +69,7 @@ def render(name):
     """The page as text, one very wide line per paragraph, so that no
     option is broken across lines."""
     path = page_path(name)
-    if MANDOC:
-        r = run([MANDOC, "-T", "ascii", "-O", "width=1000", path])
-    elif GROFF:
-        r = run([GROFF, "-mdoc", "-Tascii", "-P-c", "-rLL=1000n", path])
-    else:
-        pytest.skip("neither mandoc nor groff is installed")
+    r = run([mandoc(), "-T", "ascii", "-O", "width=1000", path])
     assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
     return plain(r.stdout)
 
@@ -130,25 +132,22 @@ def name(request):
 # the pages are clean mdoc
 
 
-@pytest.mark.skipif(not MANDOC, reason="mandoc is not installed")
 def test_mandoc_lint_is_silent(name):
-    r = run([MANDOC, "-T", "lint", "-W", "warning", page_path(name)])
+    r = run([mandoc(), "-T", "lint", "-W", "warning", page_path(name)])
     report = (r.stdout + r.stderr).decode("utf-8", "replace")
     assert report == "" and r.returncode == 0, report
 
 
-@pytest.mark.skipif(not GROFF, reason="groff is not installed")
 def test_groff_has_no_warnings(name):
-    r = run([GROFF, "-ww", "-mdoc", "-Tutf8", "-z", page_path(name)])
+    r = run([groff(), "-ww", "-mdoc", "-Tutf8", "-z", page_path(name)])
     report = r.stderr.decode("utf-8", "replace")
     assert report == "" and r.returncode == 0, report
 
 
-@pytest.mark.skipif(not MAN, reason="man is not installed")
 def test_man_l_renders(name):
     env = dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat")
     env.pop("MAN_KEEP_FORMATTING", None)
-    r = run([MAN, "-l", page_path(name)], env=env)
+    r = run([man(), "-l", page_path(name)], env=env)
     err = r.stderr.decode("utf-8", "replace")
     assert r.returncode == 0, err
     assert not re.search(r"(?i)warning|error", err), err
@@ -158,9 +157,8 @@ def test_man_l_renders(name):
     assert re.search(rf"(?m)^{name.upper()}\(1\)", text), "title is not NAME(1)"
 
 
-@pytest.mark.skipif(not MANDOC, reason="mandoc is not installed")
 def test_mandoc_utf8_renders(name):
-    r = run([MANDOC, "-T", "utf8", page_path(name)])
+    r = run([mandoc(), "-T", "utf8", page_path(name)])
     assert r.returncode == 0 and not r.stderr, r.stderr.decode("utf-8", "replace")
     assert name.encode() in r.stdout
 

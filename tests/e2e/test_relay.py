@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import CHAT5, SERVER5, TIMEOUT, connect, free_port
+from conftest import CHAT5, SERVER5, TIMEOUT, connect, free_port, need_tool
 from relay_helpers import (  # noqa: F401 (closing is a fixture)
     _lines, chat_obj, closing, count_lines, ctl_obj, dump_proc, evicted_rx, find_line, loop,
     send_quietly, subscribed_rx, unsubscribed_rx, wait_count, wait_eof, wait_line, wait_until, wire,
@@ -769,8 +769,9 @@ def netns_usable():
 def server_in_netns(procs, *opts):
     """server5 alone in a new network namespace whose loopback also holds
     10.1.2.3 and 1.2.3.4."""
+    need_tool("ip", "iproute2")
     if not netns_usable():
-        pytest.skip("cannot make a network namespace here (unshare --net)")
+        pytest.skip("this kernel or sandbox does not allow a network namespace (unshare --net)")
     p = procs.start(["unshare", "--net", "--", "sh", "-c", _NETNS_SCRIPT, "sh"] + SERVER5 + list(opts) + ["0"])
     p.port = int(p.wait_stderr(r"listening on port (\d+)").group(1))
     return p

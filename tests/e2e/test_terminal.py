@@ -10,9 +10,14 @@ import time
 
 import pytest
 
-from conftest import CHAT, CHAT5, TIMEOUT
+from conftest import CHAT, CHAT5, ROOT, TIMEOUT, need_tool
 
-needs_tmux = pytest.mark.skipif(not shutil.which("tmux"), reason="tmux not installed")
+@pytest.fixture
+def needs_tmux_fixture():
+    need_tool("tmux")
+
+
+needs_tmux = pytest.mark.usefixtures("needs_tmux_fixture")
 
 
 class Tmux:
@@ -31,23 +36,31 @@ class Tmux:
         return subprocess.run(["tmux", "-S", self.sock] + list(args), check=True,
                               capture_output=True, timeout=TIMEOUT).stdout.decode()
 
-    def screen(self, escapes=False):
-        args = ["capture-pane", "-p", "-t", "t"] + (["-e"] if escapes else [])
+    def screen(self, escapes=False, joined=False):
+        args = ["capture-pane", "-p", "-t", "t"] + (["-e"] if escapes else []) + \
+            (["-J"] if joined else [])
         return self.tmux(*args)
 
     def keys(self, *keys):
         self.tmux("send-keys", "-t", "t", *keys)
 
-    def wait(self, pattern, escapes=False):
+    def text(self, s):
+        """Types s as it is (no key names)."""
+        self.tmux("send-keys", "-t", "t", "-l", s)
+
+    def wait(self, pattern, escapes=False, joined=False):
         rx = re.compile(pattern, re.M)
         deadline = time.monotonic() + TIMEOUT
         while True:
-            s = self.screen(escapes)
+            s = self.screen(escapes, joined)
             if rx.search(s):
                 return s
             if time.monotonic() > deadline:
                 raise AssertionError("screen never matched %r:\n%s" % (pattern, s))
             time.sleep(0.05)
+
+    def resize(self, width, height=12):
+        self.tmux("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
 
     def close(self):
         subprocess.run(["tmux", "-S", self.sock, "kill-server"], capture_output=True)
@@ -183,3 +196,80 @@ def test_timestamps_in_a_pipe(procs):
     bob = procs.chat5("bob", srv.port, server=srv)
     bob.send("tick")
     alice.wait_stdout(r"^\[\d\d:\d\d:\d\d\] bob: tick$")
+
+
+@needs_tmux
+def test_window_narrowed_while_editing_a_long_line(procs, term, fake_peer):
+    """Type a line longer than the window, narrow the window, go to the
+    start of the line and type a word: the screen, wrapped lines joined,
+    shows the prompt and exactly the edited line (readline follows the new
+    width), and the edited line is what gets sent."""
+    peer = fake_peer()
+    t = term(CHAT + ["alice", "0", "127.0.0.1:%d" % peer.port])
+    t.wait(r"^alice> ?$")
+    long_line = " ".join("w%02d" % i for i in range(40))     # 159 characters
+    t.text(long_line)
+    t.wait(re.escape(long_line[-20:]) + "$", joined=True)
+    t.resize(40)
+    t.wait(r"^alice> ", joined=True)
+    t.keys("C-a")
+    t.text("first ")
+    edited = "alice> first " + long_line
+    screen = t.wait(r"^" + re.escape(edited) + r"\s*$", joined=True)
+    print("\n--- the terminal narrowed to 40 columns, line edited at its start ---\n"
+          + t.screen().rstrip() + "\n--- the same, wrapped lines joined ---\n" + screen.rstrip())
+    lines = [l.rstrip() for l in screen.splitlines() if l.strip()]
+    assert lines[-1] == edited, screen
+    # Readline wraps at the new width: every screen row of the line is
+    # 40 columns wide, except the last.
+    rows = [l.rstrip("\n") for l in t.screen().splitlines()]
+    start = max(i for i, l in enumerate(rows) if l.startswith("alice> first "))
+    drawn = [r for r in rows[start:] if r.strip()]
+    assert all(len(r) == 40 for r in drawn[:-1]) and "".join(drawn) == edited, rows
+    # Control-L clears the screen and redraws the line at the new width.
+    t.keys("C-l")
+    screen = t.wait(r"\A" + re.escape(edited) + r"\s*\Z", joined=True)
+    t.keys("Enter")
+    assert [o["message"] for o in peer.wait_objects(1)] == ["first " + long_line]
+    t.keys("exit", "Enter")
+    t.wait(r"^EXITED 0$")
+
+
+def _demo_processes(port):
+    """Processes of a demo on this server port (its server, participants,
+    the user's chat5), from /proc."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"127.0.0.1:%d" % port) for a in argv) or \
+                (len(argv) > 1 and argv[0].endswith(b"server5") and b"0" in argv[1:2]):
+            found.append((int(pid), argv))
+    return found
+
+
+@needs_tmux
+@pytest.mark.parametrize("key", ["C-c", "C-d"])
+def test_demo_ends_cleanly_on_control_c_and_d(term, key):
+    """make demo, then Control-C (or Control-D): no error line (from chat5
+    or from make), status 0, and nothing of the demo left running."""
+    t = term(["make", "-C", ROOT, "--no-print-directory", "demo", "NAME=tester"])
+    screen = t.wait(r"ada: Welcome, tester!")
+    port = int(re.search(r"server5 on port (\d+)", t.screen()).group(1))
+    t.wait(r"^tester> ?$")
+    t.keys("hello bots", "Enter")
+    t.wait(r"^ada: Hi tester! You said \"hello bots\"")
+    t.keys(key)
+    screen = t.wait(r"^EXITED \d+$")
+    print("\n--- make demo after %s ---\n%s" % (key, screen.rstrip()))
+    assert re.search(r"(?m)^EXITED 0$", screen), screen
+    assert not re.search(r"Error|lost connection|error", screen), screen
+    deadline = time.monotonic() + TIMEOUT
+    while _demo_processes(port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _demo_processes(port) == []

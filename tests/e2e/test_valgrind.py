@@ -10,12 +10,15 @@ import signal
 
 import pytest
 
-from conftest import CHAT, CHAT5, SERVER5, TIMEOUT
+from conftest import CHAT, CHAT5, SERVER5, TIMEOUT, need_tool
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("RUN_VALGRIND") != "1" or not shutil.which("valgrind"),
-    reason="run by `make valgrind`",
-)
+# Deselected by `make check` (-m "not valgrind") and run by `make valgrind`.
+pytestmark = pytest.mark.valgrind
+
+
+@pytest.fixture(autouse=True)
+def _valgrind_installed():
+    need_tool("valgrind")
 
 SLOW = max(TIMEOUT, 60)
 
