@@ -138,7 +138,7 @@ int main(int argc, char **argv)
 	log_info("%s listening on port %u", copt.name, port);
 
 	console_read_lines(&(struct console_input){
-		.on_line = outbox_line, .busy = outbox_busy,
+		.on_line = outbox_line, .flush = outbox_flush, .busy = outbox_busy,
 		.busy_fd = outbox_busy_fd(&out), .arg = &out, .max_line = PROTO_MAX_OBJECT });
 
 	/* Deliver what was typed, say what never arrived, close everything. */

@@ -233,7 +233,7 @@ int main(int argc, char **argv)
 	outbox_set(&out, 0, link, nservers > 1 ? "the servers" : servers[0].label);
 
 	console_read_lines(&(struct console_input){
-		.on_line = outbox_line, .busy = outbox_busy,
+		.on_line = outbox_line, .flush = outbox_flush, .busy = outbox_busy,
 		.busy_fd = outbox_busy_fd(&out), .arg = &out, .max_line = PROTO_MAX_OBJECT });
 
 	/* What was typed, then the unsubscribe, then close. */

@@ -102,15 +102,25 @@ static bool reserve(struct console_batch *b, size_t more)
 
 /* A user name that holds ": " is quoted, so that "a: fake" cannot pass
  * for a line from "a". */
+static bool has_colon_space(const char *s, size_t len)
+{
+	const char *p = len > 1 ? memchr(s, ':', len - 1) : NULL;
+
+	for (; p; p = memchr(p + 1, ':', (size_t)(s + len - 1 - (p + 1))))
+		if (p[1] == ' ')
+			return true;
+	return false;
+}
+
 static size_t put_user(char *out, size_t cap, const char *user, size_t user_len)
 {
 	char *safe = out + cap / 2;	/* the back half as scratch */
-	size_t n = sanitize_text(user, user_len, safe, cap / 2), o = 0, i;
+	size_t n, o = 0, i;
 
-	if (!strstr(safe, ": ")) {
-		memmove(out, safe, n + 1);
-		return n;
-	}
+	/* Escapes never make ": ", so the raw name tells. */
+	if (!has_colon_space(user, user_len))
+		return sanitize_text(user, user_len, out, cap);
+	n = sanitize_text(user, user_len, safe, cap / 2);
 	out[o++] = '"';
 	for (i = 0; i < n && o + 3 < cap / 2; i++) {
 		if (safe[i] == '"' || safe[i] == '\\')
@@ -289,7 +299,7 @@ static bool take_line(const struct console_input *in, char *line, size_t len)
 struct plain {
 	const struct console_input *in;
 	char *buf;
-	size_t have;
+	size_t start, have;	/* unread bytes: buf[start..have) */
 	bool discarding;	/* inside an over-long line */
 	bool eof;
 };
@@ -300,33 +310,38 @@ static bool plain_lines(struct plain *p)
 {
 	char *nl;
 
-	while (!p->in->busy(p->in->arg) && (nl = memchr(p->buf, '\n', p->have)) != NULL) {
-		size_t len = (size_t)(nl - p->buf);
+	while (!p->in->busy(p->in->arg) &&
+	       (nl = memchr(p->buf + p->start, '\n', p->have - p->start)) != NULL) {
+		size_t len = (size_t)(nl - (p->buf + p->start));
 		bool quit = false;
 
 		if (p->discarding)
 			p->discarding = false;
 		else
-			quit = take_line(p->in, p->buf, len);
-		memmove(p->buf, nl + 1, p->have - len - 1);
-		p->have -= len + 1;
+			quit = take_line(p->in, p->buf + p->start, len);
+		p->start += len + 1;
 		if (quit)
 			return true;
 	}
+	return false;
+}
+
+/* Reads what stdin has, after moving the unread bytes to the front; false
+ * on an error. */
+static bool plain_read(struct plain *p)
+{
+	ssize_t n;
+
+	memmove(p->buf, p->buf + p->start, p->have - p->start);
+	p->have -= p->start;
+	p->start = 0;
 	if (p->have > p->in->max_line) {
 		if (!p->discarding)
 			log_warn("line longer than %zu bytes not sent", p->in->max_line);
 		p->discarding = true;
 		p->have = 0;
 	}
-	return false;
-}
-
-/* Reads what stdin has; false on an error. */
-static bool plain_read(struct plain *p)
-{
-	ssize_t n = read(STDIN_FILENO, p->buf + p->have, p->in->max_line + 1 - p->have);
-
+	n = read(STDIN_FILENO, p->buf + p->have, p->in->max_line + 1 - p->have);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return true;
 	if (n < 0) {
@@ -341,11 +356,14 @@ static bool plain_read(struct plain *p)
 
 static enum console_end read_plain(const struct console_input *in)
 {
-	struct plain p = { .in = in, .buf = malloc(in->max_line + 2) };
+	/* Room for a whole line of max_line bytes, its newline, and a read
+	 * of the same size behind it. */
+	struct plain p = { .in = in, .buf = malloc(2 * in->max_line + 4) };
 	enum console_end end = CONSOLE_ERROR;
 
 	while (p.buf) {
-		bool busy = in->busy(in->arg), complete = memchr(p.buf, '\n', p.have) != NULL;
+		bool busy = in->busy(in->arg),
+		     complete = memchr(p.buf + p.start, '\n', p.have - p.start) != NULL;
 		struct pollfd pfd[2] = {
 			{ .fd = signals_fd(), .events = POLLIN },
 			{ .fd = busy ? in->busy_fd : STDIN_FILENO, .events = POLLIN },
@@ -360,7 +378,8 @@ static enum console_end read_plain(const struct console_input *in)
 		}
 		if (!busy && p.eof) {
 			/* A last line without a newline still counts. */
-			end = p.have > 0 && !p.discarding && take_line(in, p.buf, p.have)
+			end = p.have > p.start && !p.discarding &&
+					      take_line(in, p.buf + p.start, p.have - p.start)
 				      ? CONSOLE_EXIT : CONSOLE_EOF;
 			break;
 		}
@@ -368,6 +387,7 @@ static enum console_end read_plain(const struct console_input *in)
 			end = CONSOLE_SIGNAL;
 			break;
 		}
+		in->flush(in->arg);
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
 			log_warn("poll: %s", strerror(errno));
 			break;
@@ -481,6 +501,7 @@ static void interactive_round(const struct console_input *in)
 		{ .fd = busy ? in->busy_fd : STDIN_FILENO, .events = POLLIN },
 	};
 
+	in->flush(in->arg);
 	if (poll(pfd, 3, -1) < 0) {
 		if (errno != EINTR) {
 			log_warn("poll: %s", strerror(errno));

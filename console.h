@@ -45,6 +45,9 @@ void console_batch_free(struct console_batch *b);
  * messages keep being printed and the prompt stays alive. */
 struct console_input {
 	void (*on_line)(void *arg, const char *line, size_t len);
+	/* Called before waiting for more input: the lines handed over since
+	 * the last call may go out together now. */
+	void (*flush)(void *arg);
 	bool (*busy)(void *arg);
 	int busy_fd;
 	void *arg;

@@ -171,10 +171,15 @@ static bool number_step(struct lex *lx, char c)
 }
 
 /* Outside strings JSON has structure, numbers, true, false and null. */
-static bool allowed_outside(char c)
-{
-	return is_space(c) || strchr("{}[],:-+.0123456789eEtrufalsn\"", c) != NULL;
-}
+static const bool outside[256] = {
+	[' '] = true, ['\t'] = true, ['\r'] = true, ['\n'] = true,
+	['{'] = true, ['}'] = true, ['['] = true, [']'] = true, [','] = true, [':'] = true,
+	['-'] = true, ['+'] = true, ['.'] = true, ['"'] = true,
+	['0'] = true, ['1'] = true, ['2'] = true, ['3'] = true, ['4'] = true,
+	['5'] = true, ['6'] = true, ['7'] = true, ['8'] = true, ['9'] = true,
+	['e'] = true, ['E'] = true, ['t'] = true, ['r'] = true, ['u'] = true,
+	['f'] = true, ['a'] = true, ['l'] = true, ['s'] = true, ['n'] = true,
+};
 
 /* One byte of a string; false to stop with *why. */
 static bool string_step(struct lex *lx, char c, enum stop *why)
@@ -203,11 +208,17 @@ static size_t scan(struct lex *lx, const char *buf, size_t from, size_t len,
 		char c = buf[i];
 
 		if (lx->in_string) {
-			if (!string_step(lx, c, why))
+			/* Most of a message is plain text: step over it fast. */
+			while (!lx->escaped && i < len && (unsigned char)buf[i] >= 0x20 &&
+			       buf[i] != '"' && buf[i] != '\\')
+				i++;
+			if (i == len)
+				break;
+			if (!string_step(lx, buf[i], why))
 				return i;
 			continue;
 		}
-		if (c == '\0' || !allowed_outside(c) || !number_step(lx, c)) {
+		if (!outside[(unsigned char)c] || !number_step(lx, c)) {
 			*why = STOP_BAD_BYTE;
 			return i;
 		}

@@ -29,7 +29,6 @@
 #define CLOSE_LINGER_MS 1000		/* waiting for the peer's EOF at the end */
 #define READ_ROUNDS 16			/* reads per wake-up, so writes get a turn */
 #define READ_CHUNK 16384
-#define WARN_EVERY 1000			/* dropped messages between warnings */
 
 /* How a connection ended. */
 enum ending { END_CLEAN, END_RESET, END_ERROR, END_QUIET };
@@ -384,6 +383,7 @@ static void *link_main(void *arg)
 {
 	struct link *l = arg;
 
+	thread_c_locale();
 	while (round_once(l)) {
 	}
 	if (l->fd >= 0) {
@@ -441,21 +441,38 @@ fail:
 	return NULL;
 }
 
+static int digits(uint64_t n)
+{
+	int d = 1;
+
+	while (n >= 10) {
+		n /= 10;
+		d++;
+	}
+	return d;
+}
+
 int link_offer(struct link *l, struct msg *m)
 {
 	size_t dropped = 0;
-	int rc = msgq_offer(&l->q, m, &dropped, NULL);
+	bool owed;	/* the queue remembers it for link_flush */
+	int rc = msgq_offer(&l->q, m, &dropped, &owed);
 
 	if (dropped > 0) {
 		uint64_t before = l->dropped;
 
 		l->dropped += dropped;
-		/* Say it when dropping starts, then every WARN_EVERY. */
-		if (before == 0 || l->dropped / WARN_EVERY != before / WARN_EVERY)
+		/* Say it when dropping starts, then at every power of ten. */
+		if (before == 0 || digits(l->dropped) != digits(before))
 			log_warn("%s is down and its queue is full: %llu oldest message(s) dropped so far",
 				 l->targets[0].label, (unsigned long long)l->dropped);
 	}
 	return rc;
+}
+
+void link_flush(struct link *l)
+{
+	msgq_wake_consumer(&l->q);
 }
 
 void link_close(struct link *l, bool now)

@@ -75,8 +75,11 @@ struct link *link_start(const struct link_config *cfg, int fd, size_t target);
 
 /* Queues m (the link takes its own reference).  1: queued (perhaps
  * dropping the oldest, while down); 0: full while connected, offer again
- * once cfg->room is poked; -1: the link is closed.  One producer only. */
+ * once cfg->room is poked; -1: the link is closed.  One producer only.
+ * The link's thread is not woken at once: link_flush does it, once per
+ * batch of lines, so that it writes them together. */
 int link_offer(struct link *l, struct msg *m);
+void link_flush(struct link *l);
 
 /* Asks the link to deliver what is queued, send the farewell, close and
  * end: it goes on while the peer takes bytes, gives up on one that stalls

@@ -133,6 +133,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	struct listener *l = w->l;
 
+	thread_c_locale();
 	l->cfg.serve(w->conn, l->cfg.arg);
 	atomic_store(&w->conn->ended, true);
 	lock(&l->lock);

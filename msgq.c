@@ -153,6 +153,9 @@ int msgq_offer(struct msgq *q, struct msg *m, size_t *dropped, bool *wake_owed)
 		rc = -1;
 	} else if (!fits(q, m) && q->mode == MSGQ_WAIT) {
 		q->room_wanted = true;
+		/* A full queue's consumer has work: make sure it knows. */
+		if (q->consumer_idle)
+			wake_consumer_locked(q);
 		rc = 0;
 	} else {
 		gone = append(q, m, wake_owed);

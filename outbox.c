@@ -49,6 +49,15 @@ static bool offer(struct outbox *o)
 	return true;
 }
 
+void outbox_flush(void *arg)
+{
+	struct outbox *o = arg;
+	size_t i;
+
+	for (i = 0; i < o->nlinks; i++)
+		link_flush(o->links[i]);
+}
+
 bool outbox_busy(void *arg)
 {
 	struct outbox *o = arg;
@@ -86,6 +95,7 @@ static bool wait_links(struct outbox *o, unsigned signals_before)
 		{ .fd = signals_fd(), .events = POLLIN },
 	};
 
+	outbox_flush(o);
 	if (poll(p, 2, -1) < 0 && errno != EINTR)
 		return false;
 	if (p[1].revents)
@@ -131,6 +141,7 @@ bool outbox_close(struct outbox *o)
 	bool patient = true, all;
 	size_t i;
 
+	outbox_flush(o);
 	while (patient && outbox_busy(o))
 		patient = wait_links(o, before);
 	if (o->waiting) {

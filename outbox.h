@@ -33,8 +33,9 @@ void outbox_init(struct outbox *o, const char *name, size_t nlinks);
 /* Sets link i, labelled for the final report ("peer 127.0.0.1:5002"). */
 void outbox_set(struct outbox *o, size_t i, struct link *l, const char *label);
 
-/* console_input's on_line, busy and busy_fd. */
+/* console_input's on_line, flush, busy and busy_fd. */
 void outbox_line(void *outbox, const char *line, size_t len);
+void outbox_flush(void *outbox);
 bool outbox_busy(void *outbox);
 int outbox_busy_fd(struct outbox *o);
 

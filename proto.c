@@ -83,8 +83,7 @@ struct msg *proto_encode_chat(int64_t seq, const char *user, size_t user_len,
 	struct msg *m = NULL;
 
 	n = snprintf(head, sizeof head, "{\"seq\": %" PRId64 ", \"user\": ", seq);
-	cn = snprintf(chead, sizeof chead, "{\"seq\":%" PRId64 ",\"user\":", seq);
-	if (n < 0 || (size_t)n >= sizeof head || cn < 0 || (size_t)cn >= sizeof chead)
+	if (n < 0 || (size_t)n >= sizeof head)
 		return NULL;
 	u = json_str(user, user_len, &us, &ulen);
 	if (u)
@@ -94,7 +93,8 @@ struct msg *proto_encode_chat(int64_t seq, const char *user, size_t user_len,
 		const size_t lens[] = { (size_t)n, ulen, 13, tlen, 1 };
 
 		m = assemble(parts, lens, 5);
-		if (!m && errno == EMSGSIZE) {
+		if (!m && errno == EMSGSIZE &&
+		    (cn = snprintf(chead, sizeof chead, "{\"seq\":%" PRId64 ",\"user\":", seq)) > 0) {
 			const char *cparts[] = { chead, us, ",\"message\":", ts, "}" };
 			const size_t clens[] = { (size_t)cn, ulen, 11, tlen, 1 };
 

@@ -43,6 +43,10 @@ bool utf8_valid(const char *in, size_t len)
 	uint32_t cp;
 
 	while (i < len) {
+		if ((unsigned char)in[i] < 0x80) {
+			i++;
+			continue;
+		}
 		n = utf8_decode(in + i, len - i, &cp);
 		if (n == 0)
 			return false;
@@ -149,6 +153,15 @@ size_t sanitize_text(const char *in, size_t len, char *out, size_t outsz)
 	if (outsz == 0)
 		return 0;
 	for (; i < len; prev = n ? cp : 0) {
+		/* Printable ASCII, most of any text, is copied as it is. */
+		if (s[i] >= 0x20 && s[i] < 0x7f) {
+			if (o + 1 >= outsz)
+				break;
+			cp = s[i];
+			out[o++] = (char)s[i++];
+			n = 1;
+			continue;
+		}
 		n = utf8_decode(in + i, len - i, &cp);
 		if (n != 0 && shown_raw(cp, prev, in + i + n, len - i - n)) {
 			if (o + n >= outsz)

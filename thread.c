@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,15 @@ int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 		rc = pthread_create(t, &attr, fn, arg);
 	pthread_attr_destroy(&attr);
 	return rc;
+}
+
+void thread_c_locale(void)
+{
+	/* glibc returns its static C locale object: nothing to free. */
+	locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+
+	if (c != (locale_t)0)
+		uselocale(c);
 }
 
 /* Going on after a failed lock or join would only hide the bug. */

@@ -24,6 +24,11 @@
 /* pthread_create with THREAD_STACK_SIZE; returns 0 or an errno value. */
 int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
+/* Runs the calling thread in the C locale.  Only the main thread needs
+ * the user's (for readline and the input's character set); json-c copies
+ * the thread's locale on every parse, which is cheap only for the C one. */
+void thread_c_locale(void);
+
 /* Aborts with "what: reason" unless rc is 0 (a pthread_* result). */
 void must(int rc, const char *what);
 
