@@ -129,12 +129,17 @@ struct cluster {
 	struct log_tally unpublished, skipped;
 };
 
-/* NATS's words for what went wrong in this thread's last call. */
+/* NATS's words for what went wrong in this thread's last call, without
+ * the "(file.c:42): " it puts first. */
 static const char *why(natsStatus s)
 {
-	const char *text = nats_GetLastError(NULL);
+	const char *text = nats_GetLastError(NULL), *end;
 
-	return text && *text ? text : natsStatus_GetText(s);
+	if (!text || !*text)
+		return natsStatus_GetText(s);
+	if (*text == '(' && (end = strstr(text, "): ")) != NULL)
+		return end + 3;
+	return text;
 }
 
 /* A thread inherits the signal mask of the one that starts it: NATS's
@@ -479,6 +484,8 @@ struct cluster *cluster_start(const char *urls, const char *room,
 	if (s == NATS_NOT_YET_CONNECTED) {
 		log_warn("NATS: no server of '%s' answers yet; trying again every %d ms",
 			 urls, RECONNECT_WAIT_MS);
+	} else if (s == NATS_INVALID_ARG) {
+		log_die(2, "bad --nats '%s': %s", urls, why(s));
 	} else if (s != NATS_OK) {
 		log_die(1, "NATS: cannot connect to '%s': %s", urls, why(s));
 	}

@@ -33,18 +33,16 @@ static void serve(struct conn *c, void *arg)
 {
 	const int *first_ms = arg;
 	struct console_batch batch = { 0 };
-	struct log_budget budget;
 	struct json_object *v;
 	enum reader_event ev;
 	struct reader r;
 
-	log_budget_init(&budget, c->peer);
 	log_debug("%s: connected", c->peer);
-	if (reader_init(&r, c, &budget, INBOX_PARTIAL_TIMEOUT_MS, *first_ms) < 0)
+	if (reader_init(&r, c, INBOX_PARTIAL_TIMEOUT_MS, *first_ms) < 0)
 		return;
 	while ((ev = reader_next(&r, &v)) != READER_END) {
 		if (ev == READER_VALUE) {
-			if (inbox_take(&batch, &budget, v))
+			if (inbox_take(&batch, &c->budget, v))
 				conn_heard(c);
 			json_object_put(v);
 		}
@@ -55,7 +53,6 @@ static void serve(struct conn *c, void *arg)
 	console_batch_flush(&batch);
 	console_batch_free(&batch);
 	reader_free(&r);
-	log_budget_flush(&budget);
 }
 
 struct listener *inbox_listen(const char *bind_addr, uint16_t *port,

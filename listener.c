@@ -37,6 +37,7 @@ struct conn *conn_ref(struct conn *c)
 void conn_unref(struct conn *c)
 {
 	if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+		log_budget_flush(&c->budget);
 		close(c->fd);
 		free(c);
 	}
@@ -95,6 +96,7 @@ static struct conn *conn_new(int fd, const struct sockaddr *sa)
 	if (addr_format_ip(sa, c->peer_ip, sizeof c->peer_ip) < 0)
 		strcpy(c->peer_ip, "?");
 	c->peer_port = addr_port(sa);
+	log_budget_init(&c->budget, c->peer);
 	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0 ||
 	    addr_format_ip((struct sockaddr *)&local, c->local_ip, sizeof c->local_ip) < 0)
 		strcpy(c->local_ip, "?");

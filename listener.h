@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "addr.h"
+#include "log.h"
 
 /* An accepted connection.  Reference-counted because a relay subscriber
  * may keep writing to the connection it subscribed over; the descriptor is
@@ -38,6 +39,9 @@ struct conn {
 	atomic_bool delivers;		/* a relay subscriber's deliveries go
 					 * over it (it does not listen) */
 	_Atomic int64_t heard_ms;	/* when it last sent a byte */
+	/* Every line this connection causes is charged here, whichever
+	 * thread logs it. */
+	struct log_budget budget;
 };
 
 struct conn *conn_ref(struct conn *c);

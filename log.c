@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -110,31 +111,34 @@ void log_die(int status, const char *fmt, ...)
 void log_budget_init(struct log_budget *b, const char *who)
 {
 	b->who = who;
-	b->used = 0;
-	b->suppressed = 0;
-	b->last_summary_ms = 0;
+	atomic_init(&b->used, 0);
+	atomic_init(&b->suppressed, 0);
+	atomic_init(&b->last_summary_ms, 0);
 }
 
 void log_budget_flush(struct log_budget *b)
 {
-	if (b->suppressed == 0)
-		return;
-	log_warn("%" PRIu64 " more line(s) from %s suppressed", b->suppressed, b->who);
-	b->suppressed = 0;
-	b->last_summary_ms = mono_now_ms();
+	uint64_t n = atomic_exchange(&b->suppressed, 0);
+
+	atomic_store(&b->last_summary_ms, mono_now_ms());
+	if (n > 0)
+		log_warn("%" PRIu64 " more line(s) from %s suppressed", n, b->who);
 }
 
 /* Whether a line may go out now; counts it when not. */
 static bool charge(struct log_budget *b, bool wanted)
 {
+	int64_t last;
+
 	if (!wanted)
 		return false;
-	if (b->used < LOG_BUDGET) {
-		b->used++;
+	if (atomic_load(&b->used) < LOG_BUDGET && atomic_fetch_add(&b->used, 1) < LOG_BUDGET)
 		return true;
-	}
-	b->suppressed++;
-	if (mono_now_ms() - b->last_summary_ms >= SUMMARY_MS)
+	atomic_fetch_add(&b->suppressed, 1);
+	last = atomic_load(&b->last_summary_ms);
+	/* One thread wins the second's summary. */
+	if (mono_now_ms() - last >= SUMMARY_MS &&
+	    atomic_compare_exchange_strong(&b->last_summary_ms, &last, mono_now_ms()))
 		log_budget_flush(b);
 	return false;
 }

@@ -7,6 +7,7 @@
 #ifndef LOG_H
 #define LOG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,11 +42,13 @@ void log_set_sink(void (*sink)(const char *line, size_t len));
 
 #define LOG_BUDGET 50
 
+/* Thread-safe: a relay's reader and a subscriber's sender may both
+ * charge the connection that caused a line. */
 struct log_budget {
 	const char *who;	/* "127.0.0.1:5000": lives as long as the budget */
-	unsigned used;
-	uint64_t suppressed;	/* since the last summary */
-	int64_t last_summary_ms;
+	_Atomic unsigned used;
+	_Atomic uint64_t suppressed;	/* since the last summary */
+	_Atomic int64_t last_summary_ms;
 };
 
 void log_budget_init(struct log_budget *b, const char *who);

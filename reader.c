@@ -10,12 +10,10 @@
 
 #define CHUNK 65536
 
-int reader_init(struct reader *r, struct conn *c, struct log_budget *budget,
-		int partial_ms, int first_ms)
+int reader_init(struct reader *r, struct conn *c, int partial_ms, int first_ms)
 {
 	memset(r, 0, sizeof *r);
 	r->c = c;
-	r->budget = budget;
 	r->partial_ms = partial_ms;
 	r->first_ms = first_ms;
 	r->started_ms = mono_now_ms();
@@ -64,10 +62,10 @@ static bool fill(struct reader *r)
 
 	if (n == -2) {
 		if (jstream_partial(r->js))
-			log_peer_warn(r->budget, "%s: object left incomplete for %d s; closing the connection",
+			log_peer_warn(&r->c->budget, "%s: object left incomplete for %d s; closing the connection",
 				      r->c->peer, r->partial_ms / 1000);
 		else
-			log_peer_warn(r->budget, "%s: no complete object within %d s; closing the connection",
+			log_peer_warn(&r->c->budget, "%s: no complete object within %d s; closing the connection",
 				      r->c->peer, r->first_ms / 1000);
 		return false;
 	}
@@ -94,10 +92,10 @@ enum reader_event reader_next(struct reader *r, struct json_object **value)
 				r->got_value = true;
 				return READER_VALUE;
 			}
-			log_peer_warn(r->budget, "%s: skipped %s", r->c->peer, why);
+			log_peer_warn(&r->c->budget, "%s: skipped %s", r->c->peer, why);
 		}
 		if (jstream_error(r->js)) {
-			log_peer_warn(r->budget, "%s: %s; closing the connection", r->c->peer,
+			log_peer_warn(&r->c->budget, "%s: %s; closing the connection", r->c->peer,
 				      jstream_error(r->js));
 			return READER_END;
 		}

@@ -7,7 +7,7 @@
  *		else ... READER_IDLE: what arrived is handled; about to wait
  *
  * It reads, feeds the connection's JSON stream (jstream.h), and logs what
- * is skipped against the connection's log budget.  Time limits, so that a
+ * is skipped against the connection's log budget (c->budget).  Time limits, so that a
  * peer cannot pin the thread: an object begun must be finished within
  * partial_ms, and the first one within first_ms of connecting (0: none). */
 #ifndef READER_H
@@ -26,7 +26,6 @@ enum reader_event { READER_VALUE, READER_IDLE, READER_END };
 
 struct reader {
 	struct conn *c;
-	struct log_budget *budget;
 	struct jstream *js;
 	char *buf;
 	int partial_ms, first_ms;
@@ -36,8 +35,7 @@ struct reader {
 };
 
 /* 0, or -1 on ENOMEM (logged). */
-int reader_init(struct reader *r, struct conn *c, struct log_budget *budget,
-		int partial_ms, int first_ms);
+int reader_init(struct reader *r, struct conn *c, int partial_ms, int first_ms);
 void reader_free(struct reader *r);
 
 enum reader_event reader_next(struct reader *r, struct json_object **value);

@@ -90,6 +90,23 @@ static void tell_dropped(struct sender *s, const char *reason)
 	conn_unref(c);
 }
 
+/* One line, charged to the connection it subscribed over (so that one
+ * client cannot flood the log through subscriptions that fail). */
+static void log_evicted(struct sender *s, const char *why, uint64_t lost)
+{
+	struct conn *c = subs_control(s->all->subs, s->sub);
+	char n[64] = "";
+
+	if (lost > 0)
+		snprintf(n, sizeof n, "; %llu message(s) may not have reached it",
+			 (unsigned long long)lost);
+	if (c)
+		log_peer_info(&c->budget, "evicted %s: %s%s", s->sub->addr, why, n);
+	else
+		log_info("evicted %s: %s%s", s->sub->addr, why, n);
+	conn_unref(c);
+}
+
 /* Ends the subscription from inside, unless someone else already did:
  * out of the table, its queue dropped, one log line. */
 static void evict(struct sender *s, const char *why, const char *reason, bool reset)
@@ -107,11 +124,7 @@ static void evict(struct sender *s, const char *why, const char *reason, bool re
 	lost = tcpout_broken(&s->out, fd, reset) + tcpout_drop(&s->out) + msgq_clear(&s->sub->q);
 	if (!subs_remove(s->all->subs, s->sub) || quiet)
 		return;
-	if (lost > 0)
-		log_info("evicted %s: %s; %llu message(s) may not have reached it", s->sub->addr,
-			 why, (unsigned long long)lost);
-	else
-		log_info("evicted %s: %s", s->sub->addr, why);
+	log_evicted(s, why, lost);
 	tell_dropped(s, reason);
 }
 

@@ -105,7 +105,6 @@ struct server {
 struct client {
 	struct server *srv;
 	struct conn *c;
-	struct log_budget budget;
 	struct fanout fan;
 };
 
@@ -120,13 +119,13 @@ static int client_addr(struct client *cl, const struct proto_msg *m,
 
 	if (m->client_len != strlen(m->client) ||
 	    addr_split(m->client, host, sizeof host, port, &why) < 0) {
-		log_peer_info(&cl->budget, "%s: refused %s for '%s': %s", cl->c->peer, op,
+		log_peer_info(&cl->c->budget, "%s: refused %s for '%s': %s", cl->c->peer, op,
 			      m->client, m->client_len != strlen(m->client) ? "NUL in address" : why);
 		return -1;
 	}
 	/* Compare in canonical form: "::ffff:127.0.0.1" is 127.0.0.1. */
 	if (addr_canonical_ip(host, named, sizeof named) < 0 || strcmp(named, cl->c->peer_ip) != 0)
-		log_peer_info(&cl->budget, "%s: %s names %s; using %s port %u instead",
+		log_peer_info(&cl->c->budget, "%s: %s names %s; using %s port %u instead",
 			      cl->c->peer, op, m->client, cl->c->peer_ip, *port);
 	return 0;
 }
@@ -181,13 +180,13 @@ static void on_subscribe(struct client *cl, const struct proto_msg *m)
 	subs_set_control(&srv->subs, sub, cl->c);
 	if (again) {
 		sender_recheck(sub, srv->senders);
-		log_peer_info(&cl->budget, "subscribed %s (from %s) again", addr, cl->c->peer);
+		log_peer_info(&cl->c->budget, "subscribed %s (from %s) again", addr, cl->c->peer);
 	} else if ((rc = sender_start(srv->senders, sub)) != 0) {
 		subs_remove(&srv->subs, sub);
 		log_warn("%s: refused subscribe %s: cannot start a thread: %s", cl->c->peer,
 			 addr, strerror(rc));
 	} else {
-		log_peer_info(&cl->budget, "subscribed %s (from %s)", addr, cl->c->peer);
+		log_peer_info(&cl->c->budget, "subscribed %s (from %s)", addr, cl->c->peer);
 	}
 	sub_unref(sub);
 }
@@ -203,13 +202,13 @@ static void on_unsubscribe(struct client *cl, const struct proto_msg *m)
 	addr_join(cl->c->peer_ip, port, addr, sizeof addr);
 	sub = subs_remove_addr(&cl->srv->subs, addr);
 	if (!sub) {
-		log_peer_info(&cl->budget, "%s: unsubscribe for %s, which is not subscribed",
+		log_peer_info(&cl->c->budget, "%s: unsubscribe for %s, which is not subscribed",
 			      cl->c->peer, addr);
 		return;
 	}
 	/* Its sender delivers what is queued, then closes. */
 	msgq_close(&sub->q);
-	log_peer_info(&cl->budget, "unsubscribed %s", addr);
+	log_peer_info(&cl->c->budget, "unsubscribed %s", addr);
 	sub_unref(sub);
 }
 
@@ -247,7 +246,7 @@ static void on_value(struct client *cl, struct json_object *obj)
 	const char *why;
 
 	if (proto_decode(obj, &m, &why) < 0) {
-		log_peer_info(&cl->budget, "%s: skipped a message: %s", cl->c->peer, why);
+		log_peer_info(&cl->c->budget, "%s: skipped a message: %s", cl->c->peer, why);
 		return;
 	}
 	conn_heard(cl->c);
@@ -266,14 +265,13 @@ static void serve_client(struct conn *c, void *arg)
 	enum reader_event ev;
 	struct reader r;
 
-	log_budget_init(&cl.budget, c->peer);
 	if (senders_own_connection(cl.srv->senders, c)) {
 		log_warn("%s: closed: it is one of this server's own connections to a subscriber",
 			 c->peer);
 		return;
 	}
 	log_debug("%s: connected", c->peer);
-	if (reader_init(&r, c, &cl.budget, cl.srv->partial_ms, cl.srv->partial_ms) < 0)
+	if (reader_init(&r, c, cl.srv->partial_ms, cl.srv->partial_ms) < 0)
 		return;
 	while ((ev = reader_next(&r, &v)) != READER_END) {
 		if (ev == READER_IDLE) {
@@ -286,7 +284,6 @@ static void serve_client(struct conn *c, void *arg)
 	}
 	fanout_free(&cl.fan);
 	reader_free(&r);
-	log_budget_flush(&cl.budget);
 }
 
 /* Messages from the other servers of the cluster, on its thread. */
