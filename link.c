@@ -280,6 +280,7 @@ static int stall_left(struct link *l)
  * Returns true when the link is finished. */
 static bool finish(struct link *l)
 {
+	enum net_peer end;
 	struct msg *bye;
 
 	if (l->fd < 0)
@@ -291,11 +292,14 @@ static bool finish(struct link *l)
 			return false;
 		}
 	}
-	tcpout_settle(&l->out, l->fd);
-	if (net_close_gracefully(l->fd, CLOSE_LINGER_MS))
+	/* A peer that closes after us read everything; one that keeps its
+	 * end open has at least acknowledged what tcpout does not count. */
+	end = net_finish(l->fd, CLOSE_LINGER_MS);
+	if (end == NET_PEER_CLOSED)
 		tcpout_delivered(&l->out);
 	else
-		l->maybe_lost += tcpout_broken(&l->out, -1, false);
+		l->maybe_lost += tcpout_broken(&l->out, l->fd, end == NET_PEER_RESET);
+	close(l->fd);
 	l->fd = -1;
 	return true;
 }

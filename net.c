@@ -241,23 +241,29 @@ bool net_is_reset(int err)
 	return err == ECONNRESET || err == EPIPE;
 }
 
-bool net_close_gracefully(int fd, int timeout_ms)
+enum net_peer net_finish(int fd, int timeout_ms)
 {
 	struct timespec deadline = mono_after(timeout_ms);
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	bool clean = false;
 	char buf[512];
 
-	if (shutdown(fd, SHUT_WR) == 0) {
-		while (poll(&p, 1, mono_ms_until(&deadline)) > 0) {
-			ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+	if (shutdown(fd, SHUT_WR) < 0)
+		return net_is_reset(errno) ? NET_PEER_RESET : NET_PEER_OPEN;
+	while (poll(&p, 1, mono_ms_until(&deadline)) > 0) {
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
 
-			if (n == 0)
-				clean = true;
-			if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
-				break;
-		}
+		if (n == 0)
+			return NET_PEER_CLOSED;
+		if (n < 0 && errno != EINTR && errno != EAGAIN)
+			return net_is_reset(errno) ? NET_PEER_RESET : NET_PEER_OPEN;
 	}
+	return NET_PEER_OPEN;
+}
+
+bool net_close_gracefully(int fd, int timeout_ms)
+{
+	bool clean = net_finish(fd, timeout_ms) == NET_PEER_CLOSED;
+
 	close(fd);
 	return clean;
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+enum net_peer { NET_PEER_OPEN, NET_PEER_CLOSED, NET_PEER_RESET };
+
 /* Opens a listening TCP socket on host:port with SO_REUSEADDR.  host NULL
  * means every address: an IPv6 dual-stack socket where the system has IPv6,
  * else IPv4.  Returns the descriptor, or -1 with the reason in err
@@ -22,8 +24,6 @@ uint16_t net_local_port(int fd);
 int net_connect(const char *host, uint16_t port, int timeout_ms,
 		char *err, size_t errsz);
 
-enum net_peer { NET_PEER_OPEN, NET_PEER_CLOSED, NET_PEER_RESET };
-
 /* Whether the other side has closed a connection we only write to, and
  * how.  Data the peer sent us is discarded.  Used before writing, so that
  * a restarted peer's old connection is noticed instead of swallowing the
@@ -33,9 +33,12 @@ enum net_peer net_peer_state(int fd);
 /* Whether an errno from a socket means the peer reset the connection. */
 bool net_is_reset(int err);
 
-/* Sends our FIN, then waits up to timeout_ms for the peer's EOF before
- * closing, so our last bytes are not destroyed by a reset.  True when the
- * peer closed cleanly: it read everything. */
+/* Sends our FIN, then waits up to timeout_ms for the peer's EOF, so our
+ * last bytes are not destroyed by a reset.  NET_PEER_CLOSED: the peer
+ * closed cleanly, having read everything; NET_PEER_RESET: it reset the
+ * connection; NET_PEER_OPEN: it kept it open.  net_close_gracefully
+ * also closes fd, and says whether the close was clean. */
+enum net_peer net_finish(int fd, int timeout_ms);
 bool net_close_gracefully(int fd, int timeout_ms);
 
 int net_set_nonblocking(int fd, int on);
