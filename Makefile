@@ -147,7 +147,7 @@ check-sanitizers: check-asan check-tsan
 
 # Full conversations under valgrind memcheck: no leak, no error.
 valgrind: test-deps programs
-	cd tests/e2e && RUN_VALGRIND=1 pytest -q -m valgrind test_valgrind.py
+	cd tests/e2e && pytest -q -m valgrind test_valgrind.py test_cluster.py
 
 # A few minutes of churn against server5 (not part of check).
 soak: programs

@@ -19,6 +19,7 @@
  * no message object per publish. */
 #include "cluster.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -27,6 +28,13 @@
 
 bool cluster_available(void)
 {
+	return false;
+}
+
+bool cluster_check(const char *urls, const char *room, char *why, size_t whysz)
+{
+	(void)room;
+	snprintf(why, whysz, "server5 was built without NATS support (--nats '%s')", urls);
 	return false;
 }
 
@@ -77,6 +85,7 @@ void cluster_stop(struct cluster *c)
 #include <json-c/json.h>
 #include <nats/nats.h>
 
+#include "jstream.h"
 #include "msgq.h"
 #include "proto.h"
 #include "thread.h"
@@ -116,7 +125,7 @@ struct cluster {
 	atomic_bool quiesced;
 
 	/* Owned by our thread. */
-	struct json_tokener *tok;
+	struct jstream *js;
 
 	/* Owned by the main thread (cluster_tick). */
 	int64_t dropped;		/* slow-consumer drops reported so far */
@@ -142,43 +151,30 @@ static const char *why(natsStatus s)
 	return text;
 }
 
-/* A thread inherits the signal mask of the one that starts it: NATS's
- * threads, started with every signal blocked, leave SIGTERM to ours
- * (signals.c's flag is read by the main thread). */
-static void block_signals(sigset_t *old)
-{
-	sigset_t all;
-
-	sigfillset(&all);
-	must(pthread_sigmask(SIG_BLOCK, &all, old), "pthread_sigmask");
-}
-
-static void restore_signals(const sigset_t *old)
-{
-	must(pthread_sigmask(SIG_SETMASK, old, NULL), "pthread_sigmask");
-}
-
 /* ---------------------------------------------------------------------
  * Start-up: names, addresses, options
  * ------------------------------------------------------------------- */
 
-/* A room becomes one subject token: no '.', '*', '>' or space in it. */
-static void check_room(const char *room)
+/* A room becomes one subject token: no '.', '*', '>' or space in it.
+ * NULL, or why not. */
+static const char *room_problem(const char *room)
 {
 	const char *p;
 
+	if (!*room)
+		return "expected a name";
 	if (strlen(room) > MAX_ROOM)
-		log_die(2, "bad --room '%s': at most %d bytes", room, MAX_ROOM);
+		return "at most 64 bytes";
 	for (p = room; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-			log_die(2, "bad --room '%s': use letters, digits, '-' and '_'", room);
-	if (!*room)
-		log_die(2, "bad --room '': expected a name");
+			return "use letters, digits, '-' and '_'";
+	return NULL;
 }
 
-/* Splits "a, b,c" in place into list; dies on an empty entry. */
-static int split_urls(const char *urls, char *copy, char **list)
+/* Splits "a, b,c" in place into list; -1 with *why on an empty entry or
+ * too many. */
+static int split_urls(char *copy, char **list, const char **why)
 {
 	char *p = copy, *comma, *end;
 	int n = 0;
@@ -190,10 +186,14 @@ static int split_urls(const char *urls, char *copy, char **list)
 			p++;
 		for (end = p + strlen(p); end > p && end[-1] == ' '; end--)
 			end[-1] = '\0';
-		if (!*p)
-			log_die(2, "bad --nats '%s': an empty URL in the list", urls);
-		if (n == MAX_URLS)
-			log_die(2, "bad --nats '%s': more than %d URLs", urls, MAX_URLS);
+		if (!*p) {
+			*why = "an empty URL in the list";
+			return -1;
+		}
+		if (n == MAX_URLS) {
+			*why = "more than 32 URLs";
+			return -1;
+		}
 		list[n++] = p;
 		if (!comma)
 			return n;
@@ -267,7 +267,7 @@ static void log_event(struct cluster *c, bool warn, const char *what, const char
 		log_info("NATS: %s %s%s", what, url, then);
 }
 
-/* The first connection, made after cluster_start returned. */
+/* The first connection, when cluster_start found no server up. */
 static void on_connected(natsConnection *nc, void *arg)
 {
 	struct cluster *c = arg;
@@ -345,47 +345,54 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *nm, void 
  * Our thread: checks and delivers
  * ------------------------------------------------------------------- */
 
-/* What crosses the cluster is checked like what a client sends: exactly
- * one chat object and its '\n'.  NULL when it is, else why not. */
-static const char *check(struct json_tokener *tok, const struct msg *m)
+/* What crosses the cluster is checked like what a client sends, by the
+ * same stream reader: exactly one chat object and its '\n'.  NULL when it
+ * is, else why not. */
+static const char *check(struct jstream *js, const struct msg *m)
 {
-	struct json_object *obj;
+	struct json_object *obj = NULL, *more = NULL;
 	struct proto_msg pm;
-	const char *bad = NULL;
-	int len;
+	const char *bad = NULL, *why;
 
-	if (m->len < 2 || m->len - 1 > PROTO_MAX_OBJECT || m->data[m->len - 1] != '\n')
-		return "not one line of at most 64 KiB";
-	len = (int)(m->len - 1);
-	json_tokener_reset(tok);
-	obj = json_tokener_parse_ex(tok, m->data, len);
-	if (!obj || json_tokener_get_parse_end(tok) != (size_t)len)
-		bad = "not one JSON object";
+	if (m->len < 2 || m->data[m->len - 1] != '\n')
+		return "not one line";
+	jstream_reset(js);
+	jstream_feed(js, m->data, m->len);
+	if (!jstream_next(js, &obj, &why) || !obj)
+		bad = jstream_error(js) ? jstream_error(js) : "not one JSON object";
+	else if (jstream_next(js, &more, &why) || jstream_partial(js))
+		bad = "more than one JSON value";
 	else if (proto_decode(obj, &pm, &bad) == 0 && pm.type != PROTO_CHAT)
 		bad = "not a chat message";
 	json_object_put(obj);
+	json_object_put(more);
 	return bad;
+}
+
+static void check_and_deliver(struct cluster *c, struct msg *m)
+{
+	const char *bad = check(c->js, m);
+
+	if (!bad) {
+		c->deliver(c->arg, m);
+		return;
+	}
+	lock(&c->lock);
+	log_tally(&c->skipped, "NATS: skipped a message from another server: %s", bad);
+	unlock(&c->lock);
 }
 
 static void *run(void *arg)
 {
 	struct cluster *c = arg;
 	struct msg *batch[BATCH];
-	const char *bad;
 	size_t n, i;
 
 	while ((n = msgq_pop(&c->q, batch, BATCH, true)) > 0 || !msgq_closed(&c->q)) {
 		for (i = 0; i < n; i++) {
-			if (atomic_load(&c->quiesced)) {
-				/* shutting down: dropped */
-			} else if ((bad = check(c->tok, batch[i])) != NULL) {
-				lock(&c->lock);
-				log_tally(&c->skipped, "NATS: skipped a message from another server: %s",
-					  bad);
-				unlock(&c->lock);
-			} else {
-				c->deliver(c->arg, batch[i]);
-			}
+			/* After quiesce the relay is closing: dropped. */
+			if (!atomic_load(&c->quiesced))
+				check_and_deliver(c, batch[i]);
 			msg_unref(batch[i]);
 		}
 	}
@@ -400,6 +407,20 @@ static void *run(void *arg)
 bool cluster_available(void)
 {
 	return true;
+}
+
+bool cluster_check(const char *urls, const char *room, char *why, size_t whysz)
+{
+	char *copy = strdup(urls), *list[MAX_URLS];
+	const char *bad = room_problem(room);
+
+	why[0] = '\0';
+	if (bad)
+		snprintf(why, whysz, "bad --room '%s': %s", room, bad);
+	else if (!copy || split_urls(copy, list, &bad) < 0)
+		snprintf(why, whysz, "bad --nats '%s': %s", urls, bad ? bad : strerror(ENOMEM));
+	free(copy);
+	return why[0] == '\0';
 }
 
 static natsStatus set_options(struct cluster *c, const char **urls, int n)
@@ -455,12 +476,15 @@ struct cluster *cluster_start(const char *urls, const char *room,
 	natsStatus s;
 	int n, rc;
 
-	check_room(room);
+	const char *bad = NULL;
+
 	copy = strdup(urls);
 	c = calloc(1, sizeof *c);
 	if (!copy || !c)
 		log_die(1, "NATS: %s", strerror(ENOMEM));
-	n = split_urls(urls, copy, list);
+	/* server5 checked them with cluster_check already. */
+	if (room_problem(room) || (n = split_urls(copy, list, &bad)) < 0)
+		log_die(2, "bad --nats '%s' or --room '%s'", urls, room);
 	make_origin(c->origin);
 	snprintf(c->subject, sizeof c->subject, SUBJECT_PREFIX "%s.%s", room, c->origin);
 	snprintf(c->wildcard, sizeof c->wildcard, SUBJECT_PREFIX "%s.*", room);
@@ -469,11 +493,12 @@ struct cluster *cluster_start(const char *urls, const char *room,
 	atomic_init(&c->quiesced, false);
 	mutex_init(&c->lock);
 	cond_init(&c->closed_cond);
-	c->tok = json_tokener_new_ex(PROTO_MAX_DEPTH);
-	if (!c->tok || msgq_init(&c->q, QUEUE_MSGS, QUEUE_BYTES) < 0)
+	c->js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
+	if (!c->js || msgq_init(&c->q, QUEUE_MSGS, QUEUE_BYTES) < 0)
 		log_die(1, "NATS: %s", strerror(ENOMEM));
 
-	block_signals(&mask);
+	/* NATS's threads inherit the mask: signals stay the main thread's. */
+	thread_block_signals(&mask);
 	s = set_options(c, (const char **)list, n);
 	free(copy);
 	if (s != NATS_OK)
@@ -501,8 +526,9 @@ struct cluster *cluster_start(const char *urls, const char *room,
 		remember_url(c, c->nc);
 		log_event(c, false, "connected to", "");
 	}
-	restore_signals(&mask);
-	log_info("NATS: room %s (subject %s)", room, c->wildcard);
+	thread_restore_signals(&mask);
+	log_info("NATS: room %s (subject %s), this server's origin %s", room, c->wildcard,
+		 c->origin);
 	return c;
 }
 
@@ -552,8 +578,10 @@ static bool wait_closed(struct cluster *c, int ms)
 	int rc = 0;
 
 	lock(&c->lock);
-	while (!c->closed && rc != ETIMEDOUT)
+	while (!c->closed && rc == 0)
 		rc = pthread_cond_timedwait(&c->closed_cond, &c->lock, &deadline);
+	if (rc != 0 && rc != ETIMEDOUT)
+		must(rc, "pthread_cond_timedwait");
 	closed = c->closed;
 	unlock(&c->lock);
 	return closed;
@@ -563,7 +591,6 @@ void cluster_stop(struct cluster *c)
 {
 	natsStatus s;
 	sigset_t mask;
-	int pending;
 
 	cluster_quiesce(c);
 	lock(&c->lock);
@@ -571,13 +598,14 @@ void cluster_stop(struct cluster *c)
 	unlock(&c->lock);
 	/* Drain: no new messages, those in flight through on_msg (which drops
 	 * them now), our publishes flushed to the server, then closed. */
-	block_signals(&mask);	/* the drain has a thread of its own */
+	/* NATS's threads inherit the mask: signals stay the main thread's. */
+	thread_block_signals(&mask);	/* the drain has a thread of its own */
 	s = natsConnection_DrainTimeout(c->nc, DRAIN_MS);
-	restore_signals(&mask);
+	thread_restore_signals(&mask);
 	if (s != NATS_OK) {
-		/* Not connected: nothing can be flushed; say what is lost. */
-		if ((pending = natsConnection_Buffered(c->nc)) > 0)
-			log_warn("NATS: %d byte(s) of messages never reached a server", pending);
+		/* Not connected, so nothing can be flushed. */
+		log_warn("NATS: not connected at shutdown: messages held for the other servers, "
+			 "if any, are lost");
 		natsConnection_Close(c->nc);
 	}
 	if (!wait_closed(c, DRAIN_MS + FLUSH_MS)) {
@@ -599,7 +627,7 @@ void cluster_stop(struct cluster *c)
 	log_tally_flush(&c->unpublished, "NATS: messages not published", true);
 	log_tally_flush(&c->skipped, "NATS: messages skipped", true);
 	unlock(&c->lock);
-	json_tokener_free(c->tok);
+	jstream_free(c->js);
 	msgq_destroy(&c->q);
 	pthread_cond_destroy(&c->closed_cond);
 	pthread_mutex_destroy(&c->lock);

@@ -21,6 +21,11 @@ struct cluster;
 /* Whether NATS support was built in. */
 bool cluster_available(void);
 
+/* Whether --nats urls and --room room can be used; if not, false with a
+ * one-line reason ("bad --room 'a.b': use letters, digits, '-' and '_'",
+ * or that NATS support is missing) in why. */
+bool cluster_check(const char *urls, const char *room, char *why, size_t whysz);
+
 /* Connects to urls ("nats://a:4222,nats://b:4222"; it retries forever and
  * fails over between them) and subscribes to the room.  deliver(arg, m)
  * gets each message of another server, in order, on the cluster's own

@@ -109,6 +109,14 @@ static void restart(struct jstream *js)
 	memset(&js->at, 0, sizeof js->at);
 }
 
+void jstream_reset(struct jstream *js)
+{
+	restart(js);
+	js->error = NULL;
+	js->len = js->off = 0;
+	js->scanned = false;
+}
+
 static bool is_space(char c)
 {
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t';

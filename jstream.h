@@ -45,6 +45,10 @@ bool jstream_next(struct jstream *js, struct json_object **value,
  * nested too deeply"), or NULL while it may go on. */
 const char *jstream_error(const struct jstream *js);
 
+/* Forgets a value in progress and an error: a fresh stream (for one that
+ * carries separate messages, such as the cluster's). */
+void jstream_reset(struct jstream *js);
+
 /* Whether part of a value has arrived and the rest has not. */
 bool jstream_partial(const struct jstream *js);
 

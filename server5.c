@@ -70,7 +70,8 @@ static struct cli cli = {
 		"      --version       print the version\n\n"
 		"Nothing is dropped for a subscriber that reads: memory is bounded by\n"
 		"waiting, at most --queue-limit messages and 16 MiB per subscriber and\n"
-		"256 MiB of messages in all.\n",
+		"256 MiB of messages in all (with --nats, plus at most 76 MiB held for\n"
+		"and from the cluster).\n",
 };
 
 enum {
@@ -220,9 +221,11 @@ static void relay(struct server *srv, struct fanout *fan, struct msg *m, uint64_
 
 	if (!msgpool_charge(&srv->pool, m))
 		return;		/* shutting down */
-	n = subs_fanout(&srv->subs, fan, m, origin);
+	/* The other servers first: a slow subscriber here must not hold
+	 * them up.  One reader publishes in order, so order holds. */
 	if (publish && srv->cluster)
 		cluster_publish(srv->cluster, m);
+	n = subs_fanout(&srv->subs, fan, m, origin);
 	log_debug("relayed %zu bytes to %zu subscriber(s)", m->len, n);
 }
 
@@ -363,11 +366,12 @@ static void parse_args(struct server *srv, int argc, char **argv)
 		snprintf(srv->host, sizeof srv->host, "%s", cli.bind);
 	if (addr_canonical_ip(srv->host, srv->host_ip, sizeof srv->host_ip) < 0)
 		srv->host_ip[0] = '\0';
-	if (srv->nats_urls && !cluster_available())
-		cli_usage_error(&cli, "server5 was built without NATS support (--nats '%s')",
-				srv->nats_urls);
-	if (!*srv->room)
-		cli_usage_error(&cli, "bad --room '': expected a name");
+	if (srv->nats_urls) {
+		char why[512] = "";
+
+		if (!cluster_check(srv->nats_urls, srv->room, why, sizeof why))
+			cli_usage_error(&cli, "%s", why);
+	}
 }
 
 /* Thread-per-connection needs descriptors: raise the soft limit as far as

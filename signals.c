@@ -3,24 +3,27 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "wake.h"
 
 static struct wake wake = { { -1, -1 } };
-static volatile sig_atomic_t caught;
-static volatile sig_atomic_t resized;
-static volatile sig_atomic_t count;
+/* Lock-free atomics: safe in a handler, and seen by the main thread. */
+static atomic_int caught;
+static atomic_bool resized;
+static atomic_uint count;
 
 /* Async-signal-safe: records the signal and pokes the pipe. */
 static void on_signal(int sig)
 {
-	if (sig == SIGWINCH)
-		resized = 1;
-	else {
-		if (!caught)
-			caught = sig;
-		count++;
+	int none = 0;
+
+	if (sig == SIGWINCH) {
+		atomic_store(&resized, true);
+	} else {
+		atomic_compare_exchange_strong(&caught, &none, sig);
+		atomic_fetch_add(&count, 1);
 	}
 	wake_poke(&wake);
 }
@@ -66,12 +69,12 @@ void signals_drain(void)
 
 int signals_caught(void)
 {
-	return caught;
+	return atomic_load(&caught);
 }
 
 unsigned signals_count(void)
 {
-	return (unsigned)count;
+	return atomic_load(&count);
 }
 
 void signals_watch_resize(void)
@@ -81,8 +84,5 @@ void signals_watch_resize(void)
 
 bool signals_take_resize(void)
 {
-	if (!resized)
-		return false;
-	resized = 0;
-	return true;
+	return atomic_exchange(&resized, false);
 }

@@ -8,16 +8,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+void thread_block_signals(sigset_t *old)
+{
+	sigset_t set;
+
+	/* Faults stay deliverable to the thread that causes them. */
+	sigfillset(&set);
+	sigdelset(&set, SIGSEGV);
+	sigdelset(&set, SIGBUS);
+	sigdelset(&set, SIGFPE);
+	sigdelset(&set, SIGILL);
+	must(pthread_sigmask(SIG_BLOCK, &set, old), "pthread_sigmask");
+}
+
+void thread_restore_signals(const sigset_t *old)
+{
+	must(pthread_sigmask(SIG_SETMASK, old, NULL), "pthread_sigmask");
+}
+
 int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
 	pthread_attr_t attr;
+	sigset_t old;
 	int rc = pthread_attr_init(&attr);
 
 	if (rc != 0)
 		return rc;
 	rc = pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
-	if (rc == 0)
+	if (rc == 0) {
+		thread_block_signals(&old);
 		rc = pthread_create(t, &attr, fn, arg);
+		thread_restore_signals(&old);
+	}
 	pthread_attr_destroy(&attr);
 	return rc;
 }

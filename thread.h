@@ -13,6 +13,7 @@
 #define THREAD_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -21,8 +22,15 @@
 
 #define THREAD_STACK_SIZE (256 * 1024)
 
-/* pthread_create with THREAD_STACK_SIZE; returns 0 or an errno value. */
+/* pthread_create with THREAD_STACK_SIZE; returns 0 or an errno value.
+ * The thread starts with the asynchronous signals blocked, so that they
+ * all reach the main thread (signals.h). */
 int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+/* Blocks the asynchronous signals in the calling thread, for threads a
+ * library starts (they inherit the mask); then puts the old mask back. */
+void thread_block_signals(sigset_t *old);
+void thread_restore_signals(const sigset_t *old);
 
 /* Runs the calling thread in the C locale.  Only the main thread needs
  * the user's (for readline and the input's character set); json-c copies
