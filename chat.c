@@ -34,37 +34,18 @@ static struct cli cli = {
 		 "            [--stall-timeout SECONDS] NAME PORT [HOST:PORT ...]\n",
 	.help = "Chat with peers: every line typed is sent to every HOST:PORT;\n"
 		"messages from peers are printed as USER: MESSAGE.\n\n"
-		"  NAME              your user name (1-64 bytes, no ': ')\n"
-		"  PORT              port to listen on (0: any free port)\n"
-		"  HOST:PORT         a peer: 127.0.0.1:5002, localhost:5002, [::1]:5002\n"
-		"  --bind ADDR       listen on this address only (e.g. 127.0.0.1)\n"
-		"  --no-color        no colours (also when NO_COLOR is set)\n"
-		"  --timestamps      show the time each message arrived\n"
-		"  --stall-timeout S a connected peer that takes nothing for S seconds\n"
-		"                    counts as down (default 10)\n"
-		"  -q, --quiet       only warnings on stderr\n"
-		"  -v, --verbose     also per-message detail on stderr\n"
-		"  -h, --help        this help\n"
-		"      --version     print the version\n\n"
-		"Input is read no faster than connected peers take it; up to 1000\n"
-		"messages (8 MiB) wait for each peer that is down, the oldest dropped.\n"
-		"In a terminal: a prompt with line editing and history (GNU readline).\n"
-		"Type exit (or end the input) to quit.  Exit status 1 when a message\n"
-		"may not have reached a peer.\n",
+		"  NAME                your user name (1-64 bytes, no ': ')\n"
+		"  PORT                port to listen on (0: any free port)\n"
+		"  HOST:PORT           a peer: 127.0.0.1:5002, localhost:5002, [::1]:5002\n"
+		"  --stall-timeout S   a connected peer that takes nothing for S seconds\n"
+		"                      counts as down (default 10)\n",
+	.notes = "Input is read no faster than connected peers take it; up to 1000\n"
+		 "messages (8 MiB) wait for each peer that is down, the oldest dropped.\n"
+		 "In a terminal: a prompt with line editing and history (GNU readline).\n"
+		 "Type exit (or end the input) to quit.  Exit status 1 when a message\n"
+		 "may not have reached a peer.\n",
+	.terminal = true,
 };
-
-enum { OPT_NO_COLOR = CLI_OWN, OPT_TIMESTAMPS };
-
-static void own_option(int opt, const char *value, void *arg)
-{
-	struct console_options *copt = arg;
-
-	(void)value;
-	if (opt == OPT_NO_COLOR)
-		copt->no_color = true;
-	else if (opt == OPT_TIMESTAMPS)
-		copt->timestamps = true;
-}
 
 /* Every peer is checked before anything starts. */
 static struct link_target *parse_peers(int n, char **argv)
@@ -107,8 +88,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
-		{ "no-color", no_argument, NULL, OPT_NO_COLOR },
-		{ "timestamps", no_argument, NULL, OPT_TIMESTAMPS },
+		CLI_TERMINAL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	struct console_options copt = { 0 };
@@ -117,7 +97,7 @@ int main(int argc, char **argv)
 	struct outbox out;
 	uint16_t port;
 	size_t npeers;
-	int first = cli_parse(&cli, argc, argv, opts, own_option, &copt);
+	int first = cli_parse(&cli, argc, argv, opts, NULL, NULL);
 	bool delivered;
 
 	if (argc - first < 2)
@@ -131,6 +111,8 @@ int main(int argc, char **argv)
 	charset_init();
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
+	copt.no_color = cli.no_color;
+	copt.timestamps = cli.timestamps;
 	console_init(&copt);
 	lis = inbox_listen(cli.bind, &port, MAX_CONNS, FIRST_OBJECT_MS);
 	outbox_init(&out, copt.name, npeers);

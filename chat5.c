@@ -38,27 +38,19 @@ static struct cli cli = {
 		 "             [--stall-timeout SECONDS] NAME PORT SERVER_HOST:PORT[,...]\n",
 	.help = "Chat through a server5 relay: subscribes, sends every typed line to\n"
 		"the server, prints what the server delivers as USER: MESSAGE.\n\n"
-		"  NAME              your user name (1-64 bytes, no ': ')\n"
-		"  PORT              port to listen on for deliveries (0: any free port)\n"
-		"  SERVER_HOST:PORT  the relay: 127.0.0.1:9000, [::1]:9000; several,\n"
-		"                    comma-separated, to fail over from one to the next\n"
-		"  --bind ADDR       listen on this address only (e.g. 127.0.0.1)\n"
-		"  --no-color        no colours (also when NO_COLOR is set)\n"
-		"  --timestamps      show the time each message arrived\n"
-		"  --stall-timeout S a server that takes nothing for S seconds counts\n"
-		"                    as down (default 10)\n"
-		"  -q, --quiet       only warnings on stderr\n"
-		"  -v, --verbose     also per-message detail on stderr\n"
-		"  -h, --help        this help\n"
-		"      --version     print the version\n\n"
-		"Input is read no faster than the server takes it; up to 1000 messages\n"
-		"(8 MiB) wait while it is away, the oldest dropped.\n"
-		"In a terminal: a prompt with line editing and history (GNU readline).\n"
-		"Type exit (or end the input) to unsubscribe and quit.  Exit status 1\n"
-		"when a message may not have reached the server.\n",
+		"  NAME                your user name (1-64 bytes, no ': ')\n"
+		"  PORT                port to listen on for deliveries (0: any free port)\n"
+		"  SERVER_HOST:PORT    the relay: 127.0.0.1:9000, [::1]:9000; several,\n"
+		"                      comma-separated, to fail over from one to the next\n"
+		"  --stall-timeout S   a server that takes nothing for S seconds counts\n"
+		"                      as down (default 10)\n",
+	.notes = "Input is read no faster than the server takes it; up to 1000 messages\n"
+		 "(8 MiB) wait while it is away, the oldest dropped.\n"
+		 "In a terminal: a prompt with line editing and history (GNU readline).\n"
+		 "Type exit (or end the input) to unsubscribe and quit.  Exit status 1\n"
+		 "when a message may not have reached the server.\n",
+	.terminal = true,
 };
-
-enum { OPT_NO_COLOR = CLI_OWN, OPT_TIMESTAMPS };
 
 struct chat5 {
 	const char *name;
@@ -66,17 +58,6 @@ struct chat5 {
 	bool subscribed;		/* once: later ones say "again" */
 	struct log_budget budget;	/* what the server writes back */
 };
-
-static void own_option(int opt, const char *value, void *arg)
-{
-	struct console_options *copt = arg;
-
-	(void)value;
-	if (opt == OPT_NO_COLOR)
-		copt->no_color = true;
-	else if (opt == OPT_TIMESTAMPS)
-		copt->timestamps = true;
-}
 
 /* "host1:9000,host2:9000" as link targets; returns how many. */
 static size_t parse_servers(const char *list, struct link_target *t)
@@ -183,8 +164,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		CLI_COMMON_OPTIONS,
-		{ "no-color", no_argument, NULL, OPT_NO_COLOR },
-		{ "timestamps", no_argument, NULL, OPT_TIMESTAMPS },
+		CLI_TERMINAL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct link_target servers[MAX_SERVERS];
@@ -194,7 +174,7 @@ int main(int argc, char **argv)
 	struct outbox out;
 	struct link *link;
 	size_t nservers, which = 0;
-	int first = cli_parse(&cli, argc, argv, opts, own_option, &copt), fd;
+	int first = cli_parse(&cli, argc, argv, opts, NULL, NULL), fd;
 	bool delivered;
 
 	if (argc - first != 3)
@@ -208,6 +188,8 @@ int main(int argc, char **argv)
 	charset_init();
 	if (signals_init() < 0)
 		log_die(1, "signals: %s", strerror(errno));
+	copt.no_color = cli.no_color;
+	copt.timestamps = cli.timestamps;
 	console_init(&copt);
 	/* Listen first, so the server can connect back at once. */
 	lis = inbox_listen(cli.bind, &c.port, MAX_CONNS, 0);

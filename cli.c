@@ -30,6 +30,14 @@ void cli_usage_error(const struct cli *c, const char *fmt, ...)
 static noreturn void help(const struct cli *c)
 {
 	printf("%s%s", c->usage, c->help);
+	if (c->terminal)
+		fputs("  --no-color          no colours (also when NO_COLOR is set)\n"
+		      "  --timestamps        show the time each message arrived\n", stdout);
+	printf("  --bind ADDR         listen on this address only (e.g. 127.0.0.1)\n"
+	       "  -q, --quiet         only warnings on stderr\n"
+	       "  -v, --verbose       also per-message detail on stderr\n"
+	       "  -h, --help          this help\n"
+	       "      --version       print the version\n\n%s", c->notes);
 	exit(0);
 }
 
@@ -50,6 +58,8 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 		case 'v': log_set_level(LOG_VERBOSE); break;
 		case CLI_VERSION: printf("%s %s\n", prog, VERSION); exit(0);
 		case CLI_BIND: c->bind = optarg; break;
+		case CLI_NO_COLOR: c->no_color = true; break;
+		case CLI_TIMESTAMPS: c->timestamps = true; break;
 		case CLI_STALL:
 			c->stall_ms = (int)cli_number(c, "--stall-timeout", optarg, 1, 86400) * 1000;
 			break;
@@ -60,7 +70,8 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 				cli_usage_error(c, "unknown option '-%c'", optopt);
 			cli_usage_error(c, "unknown option '%s'", argv[optind - 1]);
 		default:
-			own(opt, optarg, arg);
+			if (own)
+				own(opt, optarg, arg);
 		}
 	}
 	return optind;

@@ -16,9 +16,10 @@
 #include <stdint.h>
 #include <stdnoreturn.h>
 
-/* The common options' getopt_long entries: put them in each table.  A
- * program's own options use values from CLI_OWN up. */
-enum { CLI_VERSION = 1000, CLI_BIND, CLI_STALL, CLI_OWN };
+/* The common options' getopt_long entries: put them in each table, and
+ * the terminal ones in chat's and chat5's.  A program's own options use
+ * values from CLI_OWN up. */
+enum { CLI_VERSION = 1000, CLI_BIND, CLI_STALL, CLI_NO_COLOR, CLI_TIMESTAMPS, CLI_OWN };
 #define CLI_COMMON_OPTIONS                                        \
 	{ "help", no_argument, NULL, 'h' },                       \
 	{ "quiet", no_argument, NULL, 'q' },                      \
@@ -26,19 +27,29 @@ enum { CLI_VERSION = 1000, CLI_BIND, CLI_STALL, CLI_OWN };
 	{ "version", no_argument, NULL, CLI_VERSION },            \
 	{ "bind", required_argument, NULL, CLI_BIND },            \
 	{ "stall-timeout", required_argument, NULL, CLI_STALL }
+#define CLI_TERMINAL_OPTIONS                                      \
+	{ "no-color", no_argument, NULL, CLI_NO_COLOR },          \
+	{ "timestamps", no_argument, NULL, CLI_TIMESTAMPS }
 #define CLI_SHORT_OPTIONS ":hqv"
 
 #define CLI_DEFAULT_STALL_S 10
 
 struct cli {
 	const char *usage;	/* "usage: chat [-hqv] ...\n" */
-	const char *help;	/* what --help prints after the usage */
+	/* --help prints the usage, help (what the program does, its
+	 * operands and own options), the common options, then notes. */
+	const char *help;
+	const char *notes;
+	bool terminal;		/* takes CLI_TERMINAL_OPTIONS */
 	const char *bind;	/* --bind, or NULL */
 	int stall_ms;		/* --stall-timeout */
+	bool no_color;		/* --no-color */
+	bool timestamps;	/* --timestamps */
 };
 
 /* Runs getopt_long over argv; the common options are handled here, the
- * program's own passed to own(opt, optarg, arg).  Returns optind. */
+ * program's own passed to own(opt, optarg, arg) (own may be NULL when it
+ * has none).  Returns optind. */
 int cli_parse(struct cli *c, int argc, char **argv, const struct option *opts,
 	      void (*own)(int opt, const char *value, void *arg), void *arg);
 

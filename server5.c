@@ -51,7 +51,6 @@ static struct cli cli = {
 	.help = "Relay chat messages between subscribed chat5 clients.\n\n"
 		"  [HOST:]PORT         where to listen (PORT 0: any free port;\n"
 		"                      no HOST: every address, IPv6 and IPv4)\n"
-		"  --bind ADDR         listen on this address only (same as ADDR:PORT)\n"
 		"  --max-clients N     subscribers at once (default 1024)\n"
 		"  --max-per-ip N      subscribers from one IP address (default 256)\n"
 		"  --max-conns N       client connections open at once (default 1024)\n"
@@ -63,12 +62,8 @@ static struct cli cli = {
 		"                      while messages wait for it is evicted (default 10)\n"
 		"  --state FILE        keep the subscribers in FILE across restarts\n"
 		"  --nats URL[,URL...] join the other server5 of a NATS cluster\n"
-		"  --room NAME         the room on the cluster (default main)\n"
-		"  -q, --quiet         only warnings on stderr\n"
-		"  -v, --verbose       also per-message detail\n"
-		"  -h, --help          this help\n"
-		"      --version       print the version\n\n"
-		"Nothing is dropped for a subscriber that reads: memory is bounded by\n"
+		"  --room NAME         the room on the cluster (default main)\n",
+	.notes = "Nothing is dropped for a subscriber that reads: memory is bounded by\n"
 		"waiting, at most --queue-limit messages and 16 MiB per subscriber and\n"
 		"256 MiB of messages in all (with --nats, plus at most 76 MiB held for\n"
 		"and from the cluster).\n",
