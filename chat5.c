@@ -32,6 +32,7 @@
 #define QUEUE_BYTES (8u << 20)
 #define CONNECT_TIMEOUT_MS 5000
 #define MAX_SERVERS 16
+#define DRAIN_WAIT_MS 3000		/* for the old deliveries, when dropped */
 
 static struct cli cli = {
 	.usage = "usage: chat5 [-hqv] [--version] [--bind ADDR] [--no-color] [--timestamps]\n"
@@ -131,6 +132,8 @@ static enum link_verdict from_server(void *arg, struct json_object *obj)
 	if (proto_decode(obj, &m, &why) == 0 && m.type == PROTO_DROPPED) {
 		log_warn("server5 dropped us (%s); subscribing again",
 			 *m.reason ? m.reason : "no reason given");
+		/* What the old delivery connection still holds comes first. */
+		inbox_wait_drained(DRAIN_WAIT_MS);
 		return LINK_RECONNECT;
 	}
 	if (inbox_take(&batch, &c->budget, obj))

@@ -388,7 +388,7 @@ static void *run(void *arg)
 	struct msg *batch[BATCH];
 	size_t n, i;
 
-	while ((n = msgq_pop(&c->q, batch, BATCH, true)) > 0 || !msgq_closed(&c->q)) {
+	while ((n = msgq_pop(&c->q, batch, BATCH, true, NULL)) > 0 || !msgq_closed(&c->q)) {
 		for (i = 0; i < n; i++) {
 			/* After quiesce the relay is closing: dropped. */
 			if (!atomic_load(&c->quiesced))

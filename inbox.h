@@ -27,6 +27,12 @@
 struct listener *inbox_listen(const char *bind_addr, uint16_t *port,
 			      size_t max_conns, int first_ms);
 
+/* Waits (at most timeout_ms) until every connection that delivered a
+ * message has ended: chat5, dropped by its server, prints what the old
+ * delivery connection still holds before it subscribes again, so that
+ * nothing comes out of order.  True when they all ended. */
+bool inbox_wait_drained(int timeout_ms);
+
 /* Adds v to the batch if it is a chat message (true), else logs why it
  * was skipped against the budget. */
 bool inbox_take(struct console_batch *batch, struct log_budget *budget,

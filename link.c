@@ -51,6 +51,8 @@ struct link {
 	struct jstream *js;
 	char *readbuf;
 	bool warned;			/* said "cannot reach" for this outage */
+	bool probation;			/* it stalled: nobody waits for it until
+					 * it has caught up again */
 	bool farewell_sent;
 	bool tried_at_close;
 	int backoff_ms;
@@ -153,7 +155,7 @@ static void use_connection(struct link *l, int fd)
 		l->js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
 	if (l->cfg.greeting && (hello = l->cfg.greeting(fd, &l->targets[l->target], l->cfg.arg)) != NULL)
 		tcpout_add_first(&l->out, hello);
-	msgq_set_mode(&l->q, MSGQ_WAIT);
+	msgq_set_mode(&l->q, l->probation ? MSGQ_DROP_OLDEST : MSGQ_WAIT);
 }
 
 /* One connection attempt to the current target; false on failure (then
@@ -247,7 +249,7 @@ static void fill(struct link *l)
 
 	if (room <= 1)
 		return;
-	n = msgq_pop(&l->q, batch, room - 1, false);
+	n = msgq_pop(&l->q, batch, room - 1, false, NULL);
 	tcpout_add(&l->out, batch, n);
 }
 
@@ -259,21 +261,27 @@ static void write_side(struct link *l)
 		disconnect(l, strerror(errno), net_is_reset(errno) ? END_RESET : END_ERROR);
 		return;
 	}
-	if (w > 0) {
+	if (w == 0)
+		return;
+	tcpout_settle(&l->out, l->fd);
+	if (!l->probation) {
 		l->backoff_ms = BACKOFF_MIN_MS;
-		tcpout_settle(&l->out, l->fd);
+	} else if (!pending(l) && !tcpout_waiting(&l->out)) {
+		/* It took everything: live again, worth waiting for. */
+		l->probation = false;
+		l->backoff_ms = BACKOFF_MIN_MS;
+		msgq_set_mode(&l->q, MSGQ_WAIT);
 	}
 }
 
-/* Milliseconds until the peer counts as stalled, or -1. */
+/* Milliseconds until the peer counts as stalled (it acknowledged nothing
+ * new for the stall timeout while it owes us bytes), or -1. */
 static int stall_left(struct link *l)
 {
-	int64_t left;
-
-	if (l->fd < 0 || tcpout_pending(&l->out) == 0 || l->cfg.stall_ms <= 0)
+	if (l->fd < 0 || l->cfg.stall_ms <= 0)
 		return -1;
-	left = l->out.progress_ms + l->cfg.stall_ms - mono_now_ms();
-	return left < 0 ? 0 : (int)left;
+	tcpout_settle(&l->out, l->fd);
+	return tcpout_stall_left(&l->out, l->cfg.stall_ms);
 }
 
 /* Closing with everything written: the farewell, then a graceful close.
@@ -355,6 +363,7 @@ static bool round_once(struct link *l)
 		char why[64];
 
 		snprintf(why, sizeof why, "it accepted nothing for %d s", l->cfg.stall_ms / 1000);
+		l->probation = true;
 		disconnect(l, why, END_ERROR);
 		/* A stalled peer is given up at the end, not retried. */
 		return !closing;

@@ -130,10 +130,17 @@ static bool charge(struct log_budget *b, bool wanted)
 {
 	int64_t last;
 
+	unsigned used;
+
 	if (!wanted)
 		return false;
-	if (atomic_load(&b->used) < LOG_BUDGET && atomic_fetch_add(&b->used, 1) < LOG_BUDGET)
-		return true;
+	if (atomic_load(&b->used) <= LOG_BUDGET &&
+	    (used = atomic_fetch_add(&b->used, 1)) <= LOG_BUDGET) {
+		if (used < LOG_BUDGET)
+			return true;
+		/* The first one over: the summaries' clock starts. */
+		atomic_store(&b->last_summary_ms, mono_now_ms());
+	}
 	atomic_fetch_add(&b->suppressed, 1);
 	last = atomic_load(&b->last_summary_ms);
 	/* One thread wins the second's summary. */
@@ -196,6 +203,16 @@ bool log_tally_flush(struct log_tally *t, const char *what, bool force)
 	t->count = 0;
 	t->last_ms = now;
 	return true;
+}
+
+int log_budget_due_ms(struct log_budget *b)
+{
+	int64_t left;
+
+	if (atomic_load(&b->suppressed) == 0)
+		return -1;
+	left = atomic_load(&b->last_summary_ms) + SUMMARY_MS - mono_now_ms();
+	return left < 0 ? 0 : (int)left;
 }
 
 int log_tally_due_ms(const struct log_tally *t)

@@ -57,8 +57,12 @@ void log_peer_warn(struct log_budget *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void log_peer_info(struct log_budget *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* Prints the summary of what is still suppressed (at the end). */
+/* Prints the summary of what is still suppressed (when it is due, and at
+ * the end). */
 void log_budget_flush(struct log_budget *b);
+/* Milliseconds until a summary is due (0: now), or -1 when nothing is
+ * suppressed. */
+int log_budget_due_ms(struct log_budget *b);
 
 /* ---------------------------------------------------------------------
  * Counted events: many events of one kind (refused connections, refused

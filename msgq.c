@@ -197,14 +197,21 @@ void msgq_wake_consumer(struct msgq *q)
 	unlock(&q->lock);
 }
 
-size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait)
+size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
+		const struct timespec *deadline)
 {
 	size_t n = 0;
 
 	lock(&q->lock);
 	while (wait && q->count == 0 && !q->closed && !q->kicked) {
+		int rc;
+
 		q->consumer_idle = true;
-		must(pthread_cond_wait(&q->nonempty, &q->lock), "pthread_cond_wait");
+		rc = deadline ? pthread_cond_timedwait(&q->nonempty, &q->lock, deadline)
+			      : pthread_cond_wait(&q->nonempty, &q->lock);
+		if (rc == ETIMEDOUT)
+			break;
+		must(rc, "pthread_cond_wait");
 	}
 	q->kicked = false;
 	while (n < max && q->count > 0)

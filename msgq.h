@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #include "msg.h"
 #include "wake.h"
@@ -71,10 +72,12 @@ int msgq_push(struct msgq *q, struct msg *m, bool *wake_owed);
 void msgq_wake_consumer(struct msgq *q);
 
 /* Moves up to max messages from the head to out (the caller owns those
- * references).  With wait, sleeps until there is a message, or the queue
- * is closed or kicked.  Without, an empty queue marks the consumer idle,
- * so that the next push pokes its wake.  Returns how many were taken. */
-size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait);
+ * references).  With wait, sleeps until there is a message, the queue is
+ * closed or kicked, or the CLOCK_MONOTONIC deadline passes (NULL: none).
+ * Without, an empty queue marks the consumer idle, so that the next push
+ * pokes its wake.  Returns how many were taken. */
+size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
+		const struct timespec *deadline);
 
 /* Wakes the consumer once, without a message. */
 void msgq_kick(struct msgq *q);

@@ -173,8 +173,26 @@ static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len,
 	return net_set_nonblocking(fd, 0);
 }
 
+/* Binds fd to an ephemeral port of the address family. */
+static int bind_any(int fd, int family)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	memset(&ss, 0, sizeof ss);
+	ss.ss_family = (sa_family_t)family;
+	len = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	return bind(fd, (struct sockaddr *)&ss, len);
+}
+
 int net_connect(const char *host, uint16_t port, int timeout_ms, char *err,
 		size_t errsz)
+{
+	return net_connect_bound(host, port, timeout_ms, err, errsz, NULL, NULL);
+}
+
+int net_connect_bound(const char *host, uint16_t port, int timeout_ms, char *err,
+		      size_t errsz, void (*bound)(int fd, void *arg), void *arg)
 {
 	struct addrinfo hints, *res, *ai;
 	char portstr[8];
@@ -194,11 +212,16 @@ int net_connect(const char *host, uint16_t port, int timeout_ms, char *err,
 	snprintf(err, errsz, "no usable address");
 	for (ai = res; ai; ai = ai->ai_next) {
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0) {
+		if (fd < 0 || (bound && bind_any(fd, ai->ai_family) < 0)) {
 			saved = errno;
 			snprintf(err, errsz, "%s", strerror(errno));
+			if (fd >= 0)
+				close(fd);
+			fd = -1;
 			continue;
 		}
+		if (bound)
+			bound(fd, arg);
 		if (connect_timeout(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms) == 0)
 			break;
 		saved = errno;

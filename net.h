@@ -23,6 +23,12 @@ uint16_t net_local_port(int fd);
  * nothing listens there). */
 int net_connect(const char *host, uint16_t port, int timeout_ms,
 		char *err, size_t errsz);
+/* The same, but each socket is bound to a port of its own first and
+ * handed to bound(fd, arg) before it connects: so the caller knows its
+ * local port before the other side can see the connection. */
+int net_connect_bound(const char *host, uint16_t port, int timeout_ms,
+		      char *err, size_t errsz, void (*bound)(int fd, void *arg),
+		      void *arg);
 
 /* Whether the other side has closed a connection we only write to, and
  * how.  Data the peer sent us is discarded.  Used before writing, so that

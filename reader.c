@@ -29,6 +29,9 @@ int reader_init(struct reader *r, struct conn *c, int partial_ms, int first_ms)
 
 void reader_free(struct reader *r)
 {
+	/* What this connection's reader made us suppress is told now; the
+	 * connection may live on in a subscription. */
+	log_budget_flush(&r->c->budget);
 	jstream_free(r->js);
 	free(r->buf);
 	r->js = NULL;
@@ -55,11 +58,19 @@ static int wait_ms(struct reader *r)
 	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
-/* Reads the next chunk into the stream; false when the connection ends. */
+/* Reads the next chunk into the stream; false when the connection ends.
+ * While log lines are being suppressed, wakes to sum them up once a
+ * second even when the peer says nothing more. */
 static bool fill(struct reader *r)
 {
-	ssize_t n = conn_recv(r->c, r->buf, CHUNK, wait_ms(r));
+	int limit = wait_ms(r), summary = log_budget_due_ms(&r->c->budget);
+	bool for_summary = summary >= 0 && (limit < 0 || summary < limit);
+	ssize_t n = conn_recv(r->c, r->buf, CHUNK, for_summary ? summary : limit);
 
+	if (n == -2 && for_summary) {
+		log_budget_flush(&r->c->budget);
+		return true;
+	}
 	if (n == -2) {
 		if (jstream_partial(r->js))
 			log_peer_warn(&r->c->budget, "%s: object left incomplete for %d s; closing the connection",

@@ -32,8 +32,7 @@ struct sender {
 	/* The thread's own. */
 	struct tcpout out;
 	int64_t checked_ms;		/* when we last looked for its EOF */
-	char local_ip[ADDR_STRLEN];	/* our end of fd, while registered */
-	uint16_t local_port;
+	uint16_t local_port;		/* our end of fd, while registered */
 	struct sender *prev, *next;	/* all->live */
 };
 
@@ -72,8 +71,10 @@ void senders_free(struct senders *all)
  * ------------------------------------------------------------------- */
 
 /* Tells the subscriber, on the connection it subscribed over, that it was
- * dropped, and closes that connection: its chat5 then subscribes again. */
-static void tell_dropped(struct sender *s, const char *reason)
+ * dropped, and (hang_up) closes that connection: its chat5 then subscribes
+ * again.  A subscription that never got going leaves the connection be:
+ * it may carry others. */
+static void tell_dropped(struct sender *s, const char *reason, bool hang_up)
 {
 	struct conn *c = subs_control(s->all->subs, s->sub);
 	struct msg *m;
@@ -86,7 +87,8 @@ static void tell_dropped(struct sender *s, const char *reason)
 		}
 		msg_unref(m);
 	}
-	conn_shutdown(c);
+	if (hang_up)
+		conn_shutdown(c);
 	conn_unref(c);
 }
 
@@ -109,7 +111,8 @@ static void log_evicted(struct sender *s, const char *why, uint64_t lost)
 
 /* Ends the subscription from inside, unless someone else already did:
  * out of the table, its queue dropped, one log line. */
-static void evict(struct sender *s, const char *why, const char *reason, bool reset)
+static void evict(struct sender *s, const char *why, const char *reason, bool reset,
+		  bool hang_up)
 {
 	uint64_t lost;
 	bool quiet;
@@ -125,24 +128,26 @@ static void evict(struct sender *s, const char *why, const char *reason, bool re
 	if (!subs_remove(s->all->subs, s->sub) || quiet)
 		return;
 	log_evicted(s, why, lost);
-	tell_dropped(s, reason);
+	tell_dropped(s, reason, hang_up);
 }
 
 /* ---------------------------------------------------------------------
  * Connecting back
  * ------------------------------------------------------------------- */
 
-/* Remembers our end of fd: an accepted connection from there is us. */
-static void register_local(struct sender *s, int fd)
+/* Remembers the port of our end of fd, bound but not yet connected: an
+ * accepted connection from there to the subscriber's address is us.  It
+ * must be known before the connection can be accepted. */
+static void register_local(int fd, void *arg)
 {
+	struct sender *s = arg;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		return;
 	lock(&s->all->lock);
-	if (addr_format_ip((struct sockaddr *)&ss, s->local_ip, sizeof s->local_ip) == 0)
-		s->local_port = addr_port((struct sockaddr *)&ss);
+	s->local_port = addr_port((struct sockaddr *)&ss);
 	unlock(&s->all->lock);
 }
 
@@ -179,12 +184,14 @@ static bool use_subscribing_connection(struct sender *s)
 static bool connect_back(struct sender *s)
 {
 	char err[128];
-	int fd = net_connect(s->sub->ip, s->sub->port, CONNECT_TIMEOUT_MS, err, sizeof err);
+	int fd = net_connect_bound(s->sub->ip, s->sub->port, CONNECT_TIMEOUT_MS, err,
+				   sizeof err, register_local, s);
 	bool refused = fd < 0 && errno == ECONNREFUSED;
 
+	if (fd < 0)
+		unregister_local(s);
 	if (fd >= 0) {
 		net_set_nonblocking(fd, 1);
-		register_local(s, fd);
 		lock(&s->lock);
 		if (!s->ending) {
 			s->fd = fd;
@@ -202,7 +209,7 @@ static bool connect_back(struct sender *s)
 	}
 	if (refused && use_subscribing_connection(s))
 		return true;
-	evict(s, "cannot connect back", err, false);
+	evict(s, "cannot connect back", err, false, false);
 	return false;
 }
 
@@ -264,8 +271,22 @@ static bool still_there(struct sender *s, bool now)
 	if (st == NET_PEER_OPEN)
 		return true;
 	evict(s, st == NET_PEER_RESET ? "connection reset" : "connection closed",
-	      "connection closed", st == NET_PEER_RESET);
+	      "connection closed", st == NET_PEER_RESET, true);
 	return false;
+}
+
+/* Whether the subscriber has acknowledged nothing new for the stall
+ * timeout while it owes us bytes; if so, evicts it. */
+static bool stalled(struct sender *s, int fd)
+{
+	char why[64];
+
+	tcpout_settle(&s->out, fd);
+	if (tcpout_stall_left(&s->out, s->all->stall_ms) != 0)
+		return false;
+	snprintf(why, sizeof why, "stalled: accepted nothing for %d s", s->all->stall_ms / 1000);
+	evict(s, why, "stalled", false, true);
+	return true;
 }
 
 /* Waits until fd takes more or the subscriber counts as stalled; false
@@ -273,20 +294,13 @@ static bool still_there(struct sender *s, bool now)
 static bool wait_writable(struct sender *s, int fd)
 {
 	struct pollfd p = { .fd = fd, .events = POLLOUT | (s->fd >= 0 ? POLLIN : 0) };
-	int64_t left = s->out.progress_ms + s->all->stall_ms - mono_now_ms();
 	int rc;
 
-	rc = left > 0 ? poll(&p, 1, (int)left) : 0;
-	if (rc < 0 && errno == EINTR)
-		return true;
-	if (rc == 0) {
-		char why[64];
-
-		snprintf(why, sizeof why, "stalled: accepted nothing for %d s",
-			 s->all->stall_ms / 1000);
-		evict(s, why, "stalled", false);
+	if (stalled(s, fd))
 		return false;
-	}
+	rc = poll(&p, 1, tcpout_stall_left(&s->out, s->all->stall_ms));
+	if (rc <= 0)
+		return true;	/* the next round looks at the clock */
 	return !(p.revents & POLLIN) || still_there(s, true);
 }
 
@@ -304,7 +318,7 @@ static bool write_out(struct sender *s)
 			char why[96];
 
 			snprintf(why, sizeof why, "write failed: %s", strerror(errno));
-			evict(s, why, "connection closed", net_is_reset(errno));
+			evict(s, why, "connection closed", net_is_reset(errno), true);
 			return false;
 		}
 		if (tcpout_pending(&s->out) > 0 && !wait_writable(s, fd))
@@ -314,18 +328,28 @@ static bool write_out(struct sender *s)
 	return true;
 }
 
-/* One batch; false when the sender is done. */
+static int out_fd(struct sender *s)
+{
+	return s->fd >= 0 ? s->fd : s->via ? s->via->fd : -1;
+}
+
+/* One batch; false when the sender is done.  While the subscriber owes
+ * us bytes, the wait for more messages has the stall clock's deadline. */
 static bool deliver(struct sender *s)
 {
 	struct msg *batch[TCPOUT_BATCH];
-	size_t n = msgq_pop(&s->sub->q, batch, TCPOUT_BATCH, true);
+	int left = tcpout_stall_left(&s->out, s->all->stall_ms);
+	struct timespec deadline = mono_after(left);
+	size_t n = msgq_pop(&s->sub->q, batch, TCPOUT_BATCH, true, left >= 0 ? &deadline : NULL);
 
 	tcpout_add(&s->out, batch, n);
 	if (!recheck(s))
 		return false;
-	if (n == 0)
-		return !msgq_closed(&s->sub->q);	/* kicked, or done */
-	return write_out(s);
+	if (n > 0)
+		return write_out(s);
+	if (msgq_closed(&s->sub->q))
+		return false;		/* unsubscribed: hang_up ends it cleanly */
+	return !stalled(s, out_fd(s));
 }
 
 /* Lets a reader finish waking every sender before any of them runs: on
@@ -498,7 +522,7 @@ bool senders_own_connection(struct senders *all, const struct conn *c)
 	lock(&all->lock);
 	for (s = all->live; s && !own; s = s->next)
 		own = s->local_port == c->peer_port && s->sub->port == c->local_port &&
-		      strcmp(s->local_ip, c->peer_ip) == 0 && strcmp(s->sub->ip, c->local_ip) == 0;
+		      strcmp(s->sub->ip, c->local_ip) == 0;
 	unlock(&all->lock);
 	return own;
 }

@@ -131,20 +131,28 @@ static bool is_self(struct server *srv, struct conn *c, uint16_t port)
 {
 	if (port != srv->port)
 		return false;
-	if (*srv->host_ip)
+	/* Bound to one address: only that one is us (0.0.0.0 and :: are
+	 * every address). */
+	if (*srv->host_ip && strcmp(srv->host_ip, "0.0.0.0") != 0 && strcmp(srv->host_ip, "::") != 0)
 		return strcmp(c->peer_ip, srv->host_ip) == 0;
 	return addr_is_loopback(c->peer_ip) || strcmp(c->peer_ip, c->local_ip) == 0;
 }
 
-/* A refused subscription: counted into one line a second, and the client
- * told, so that its chat5 says why and tries again later. */
-static void refuse(struct client *cl, const char *addr, const char *why)
+/* A refused subscription: over a limit, counted into one line a second;
+ * naming the relay itself, a line each time (within the connection's
+ * budget).  The client is told, so that its chat5 says why and tries
+ * again later. */
+static void refuse(struct client *cl, const char *addr, const char *why, bool each)
 {
 	struct msg *m = proto_encode_dropped(addr, why);
 
-	lock(&cl->srv->tally_lock);
-	log_tally(&cl->srv->refusals, "%s: refused subscribe %s: %s", cl->c->peer, addr, why);
-	unlock(&cl->srv->tally_lock);
+	if (each) {
+		log_peer_warn(&cl->c->budget, "%s: refused subscribe %s: %s", cl->c->peer, addr, why);
+	} else {
+		lock(&cl->srv->tally_lock);
+		log_tally(&cl->srv->refusals, "%s: refused subscribe %s: %s", cl->c->peer, addr, why);
+		unlock(&cl->srv->tally_lock);
+	}
 	if (m && send(cl->c->fd, m->data, m->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		/* the client's business: it may not read at all */
 	}
@@ -165,12 +173,12 @@ static void on_subscribe(struct client *cl, const struct proto_msg *m)
 		return;
 	addr_join(cl->c->peer_ip, port, addr, sizeof addr);
 	if (is_self(srv, cl->c, port)) {
-		refuse(cl, addr, "that is this server's own address");
+		refuse(cl, addr, "that is this server's own address", true);
 		return;
 	}
 	sub = subs_subscribe(&srv->subs, cl->c->peer_ip, port, cl->c->id, &again, &why);
 	if (!sub) {
-		refuse(cl, addr, why);
+		refuse(cl, addr, why, false);
 		return;
 	}
 	subs_set_control(&srv->subs, sub, cl->c);

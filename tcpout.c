@@ -38,11 +38,26 @@ size_t tcpout_pending(const struct tcpout *o)
 	return o->n;
 }
 
-/* The stall clock runs from when there is something to write. */
+/* The stall clock runs from when the peer begins to owe us something. */
 static void started(struct tcpout *o)
 {
-	if (o->n == 0)
+	if (!tcpout_waiting(o))
 		o->progress_ms = mono_now_ms();
+}
+
+bool tcpout_waiting(const struct tcpout *o)
+{
+	return o->n > 0 || o->acked < o->offset;
+}
+
+int tcpout_stall_left(const struct tcpout *o, int stall_ms)
+{
+	int64_t left;
+
+	if (!tcpout_waiting(o))
+		return -1;
+	left = o->progress_ms + stall_ms - mono_now_ms();
+	return left < 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
 void tcpout_add(struct tcpout *o, struct msg *const *msgs, size_t n)
@@ -149,14 +164,17 @@ ssize_t tcpout_write(struct tcpout *o, int fd)
 	if (w < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
 	if (w > 0) {
-		o->progress_ms = mono_now_ms();
+#ifndef TIOCOUTQ
+		o->progress_ms = mono_now_ms();	/* no way to see acknowledgements */
+#endif
 		written(o, (size_t)w);
 	}
 	return w;
 }
 
 /* Bytes written but not acknowledged by the peer (Linux: SIOCOUTQ, the
- * same number as TIOCOUTQ); elsewhere, as if none were. */
+ * same number as TIOCOUTQ).  Where there is no way to ask, or asking
+ * fails, none: then only a reset counts written messages as lost. */
 static uint64_t unacked(int fd, const struct tcpout *o)
 {
 #ifdef TIOCOUTQ
@@ -166,15 +184,18 @@ static uint64_t unacked(int fd, const struct tcpout *o)
 		return (uint64_t)n;
 #endif
 	(void)fd;
-	return o->offset;
+	(void)o;
+	return 0;
 }
 
 void tcpout_settle(struct tcpout *o, int fd)
 {
 	int64_t now = mono_now_ms();
-	uint64_t out = unacked(fd, o);
+	uint64_t out = unacked(fd, o), acked = out <= o->offset ? o->offset - out : 0;
 
-	o->acked = out <= o->offset ? o->offset - out : 0;
+	if (acked > o->acked)
+		o->progress_ms = now;
+	o->acked = acked;
 	while (o->count > 0) {
 		struct tcpout_written *e = entry(o, 0);
 

@@ -42,7 +42,10 @@ struct tcpout {
 	uint64_t acked;			/* of which the peer acknowledged */
 	struct tcpout_written *ring;	/* not yet settled */
 	size_t head, count, cap;
-	int64_t progress_ms;		/* when bytes were last accepted */
+	/* When the peer last acknowledged new bytes, or began to owe some:
+	 * the stall clock.  Bytes our own kernel takes are no progress: it
+	 * may buffer megabytes for a peer that reads nothing. */
+	int64_t progress_ms;
 };
 
 void tcpout_init(struct tcpout *o);
@@ -64,9 +67,17 @@ size_t tcpout_pending(const struct tcpout *o);
  * failed. */
 ssize_t tcpout_write(struct tcpout *o, int fd);
 
-/* Forgets what the peer has acknowledged long enough ago; call after
- * writes.  Cheap: one ioctl. */
+/* Learns what the peer has acknowledged (the stall clock), and forgets
+ * what it acknowledged long enough ago; call after writes and before
+ * looking at the stall clock.  Cheap: one ioctl. */
 void tcpout_settle(struct tcpout *o, int fd);
+
+/* Whether the peer owes us something: messages to write, or bytes
+ * written that it has not acknowledged. */
+bool tcpout_waiting(const struct tcpout *o);
+/* Milliseconds until the peer counts as stalled (0: it does), or -1
+ * while it owes nothing. */
+int tcpout_stall_left(const struct tcpout *o, int stall_ms);
 
 /* The connection on fd is over (reset: it ended with a reset).  Returns
  * how many written messages may not have arrived, and makes ready for a
