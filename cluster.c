@@ -26,11 +26,6 @@
 
 #ifndef HAVE_NATS
 
-bool cluster_available(void)
-{
-	return false;
-}
-
 bool cluster_check(const char *urls, const char *room, char *why, size_t whysz)
 {
 	(void)room;
@@ -306,7 +301,7 @@ static void on_closed(natsConnection *nc, void *arg)
 	(void)nc;
 	lock(&c->lock);
 	c->closed = true;
-	pthread_cond_broadcast(&c->closed_cond);
+	cond_broadcast(&c->closed_cond);
 	unlock(&c->lock);
 	log_info("NATS: connection closed");
 }
@@ -403,11 +398,6 @@ static void *run(void *arg)
 /* ---------------------------------------------------------------------
  * The interface
  * ------------------------------------------------------------------- */
-
-bool cluster_available(void)
-{
-	return true;
-}
 
 bool cluster_check(const char *urls, const char *room, char *why, size_t whysz)
 {
@@ -575,13 +565,10 @@ static bool wait_closed(struct cluster *c, int ms)
 {
 	struct timespec deadline = mono_after(ms);
 	bool closed;
-	int rc = 0;
 
 	lock(&c->lock);
-	while (!c->closed && rc == 0)
-		rc = pthread_cond_timedwait(&c->closed_cond, &c->lock, &deadline);
-	if (rc != 0 && rc != ETIMEDOUT)
-		must(rc, "pthread_cond_timedwait");
+	while (!c->closed && cond_wait_until(&c->closed_cond, &c->lock, &deadline)) {
+	}
 	closed = c->closed;
 	unlock(&c->lock);
 	return closed;
@@ -629,8 +616,8 @@ void cluster_stop(struct cluster *c)
 	unlock(&c->lock);
 	jstream_free(c->js);
 	msgq_destroy(&c->q);
-	pthread_cond_destroy(&c->closed_cond);
-	pthread_mutex_destroy(&c->lock);
+	cond_destroy(&c->closed_cond);
+	mutex_destroy(&c->lock);
 	free(c);
 }
 

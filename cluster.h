@@ -18,9 +18,6 @@
 
 struct cluster;
 
-/* Whether NATS support was built in. */
-bool cluster_available(void);
-
 /* Whether --nats urls and --room room can be used; if not, false with a
  * one-line reason ("bad --room 'a.b': use letters, digits, '-' and '_'",
  * or that NATS support is missing) in why. */

@@ -218,7 +218,7 @@ void console_batch_flush(struct console_batch *b)
 	/* Wait for room rather than drop: the sender's TCP window then
 	 * slows it down. */
 	while (pending.active && pending.n == PENDING_MAX)
-		must(pthread_cond_wait(&pending.space, &pending.lock), "pthread_cond_wait");
+		cond_wait(&pending.space, &pending.lock);
 	if (pending.active && (copy = malloc(b->len + 1)) != NULL) {
 		memcpy(copy, b->buf, b->len);
 		copy[b->len] = '\0';
@@ -453,7 +453,7 @@ static size_t take_pending(struct pending_text items[PENDING_MAX])
 		pending.head = (pending.head + 1) % PENDING_MAX;
 		pending.n--;
 	}
-	pthread_cond_broadcast(&pending.space);
+	cond_broadcast(&pending.space);
 	unlock(&pending.lock);
 	return n;
 }
@@ -487,7 +487,7 @@ static void set_active(bool on)
 {
 	lock(&pending.lock);
 	pending.active = on;
-	pthread_cond_broadcast(&pending.space);
+	cond_broadcast(&pending.space);
 	unlock(&pending.lock);
 }
 

@@ -21,7 +21,7 @@ static void count_delivering(int delta)
 {
 	lock(&delivering.lock);
 	delivering.open = (unsigned)((int)delivering.open + delta);
-	pthread_cond_broadcast(&delivering.ended);
+	cond_broadcast(&delivering.ended);
 	unlock(&delivering.lock);
 }
 
@@ -32,7 +32,7 @@ bool inbox_wait_drained(int timeout_ms)
 
 	lock(&delivering.lock);
 	while (delivering.open > 0 &&
-	       pthread_cond_timedwait(&delivering.ended, &delivering.lock, &deadline) == 0) {
+	       cond_wait_until(&delivering.ended, &delivering.lock, &deadline)) {
 	}
 	drained = delivering.open == 0;
 	unlock(&delivering.lock);

@@ -149,7 +149,6 @@ static void use_connection(struct link *l, int fd)
 	l->fd = fd;
 	l->failed_round = 0;
 	l->connected_ms = mono_now_ms();
-	net_set_nonblocking(fd, 1);
 	tcpout_delivered(&l->out);
 	if (l->cfg.on_value)
 		l->js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
@@ -444,7 +443,7 @@ struct link *link_start(const struct link_config *cfg, int fd, size_t target)
 	jstream_free(l->js);
 	tcpout_free(&l->out);
 	msgq_destroy(&l->q);
-	pthread_mutex_destroy(&l->lock);
+	mutex_destroy(&l->lock);
 fail_wake:
 	wake_close(&l->wake);
 fail:
@@ -515,7 +514,7 @@ void link_join(struct link *l, struct link_report *r)
 	jstream_free(l->js);
 	tcpout_free(&l->out);
 	msgq_destroy(&l->q);
-	pthread_mutex_destroy(&l->lock);
+	mutex_destroy(&l->lock);
 	wake_close(&l->wake);
 	free(l->targets);
 	free(l->readbuf);

@@ -386,6 +386,6 @@ void listener_stop(struct listener *l)
 	reaper_destroy(&l->reaper);
 	if (l->spare_fd >= 0)
 		close(l->spare_fd);
-	pthread_mutex_destroy(&l->lock);
+	mutex_destroy(&l->lock);
 	free(l);
 }

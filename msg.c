@@ -30,7 +30,7 @@ static void credit(struct msgpool *p, size_t len)
 	lock(&p->lock);
 	p->bytes -= len;
 	if (p->waiting)
-		pthread_cond_broadcast(&p->room);
+		cond_broadcast(&p->room);
 	unlock(&p->lock);
 }
 
@@ -57,8 +57,8 @@ void msgpool_init(struct msgpool *p, size_t max_bytes)
 
 void msgpool_destroy(struct msgpool *p)
 {
-	pthread_cond_destroy(&p->room);
-	pthread_mutex_destroy(&p->lock);
+	cond_destroy(&p->room);
+	mutex_destroy(&p->lock);
 }
 
 bool msgpool_charge(struct msgpool *p, struct msg *m)
@@ -69,7 +69,7 @@ bool msgpool_charge(struct msgpool *p, struct msg *m)
 	/* Below the bound, any message fits: one may pass it by its size. */
 	while (p->bytes >= p->max_bytes && !p->closed) {
 		p->waiting++;
-		must(pthread_cond_wait(&p->room, &p->lock), "pthread_cond_wait");
+		cond_wait(&p->room, &p->lock);
 		p->waiting--;
 	}
 	ok = !p->closed;
@@ -85,16 +85,6 @@ void msgpool_close(struct msgpool *p)
 {
 	lock(&p->lock);
 	p->closed = true;
-	pthread_cond_broadcast(&p->room);
+	cond_broadcast(&p->room);
 	unlock(&p->lock);
-}
-
-size_t msgpool_bytes(struct msgpool *p)
-{
-	size_t n;
-
-	lock(&p->lock);
-	n = p->bytes;
-	unlock(&p->lock);
-	return n;
 }

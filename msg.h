@@ -46,6 +46,5 @@ void msgpool_destroy(struct msgpool *p);
 bool msgpool_charge(struct msgpool *p, struct msg *m);
 /* Shutting down: wakes and refuses whoever waits. */
 void msgpool_close(struct msgpool *p);
-size_t msgpool_bytes(struct msgpool *p);
 
 #endif

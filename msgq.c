@@ -37,9 +37,9 @@ int msgq_init(struct msgq *q, size_t max_msgs, size_t max_bytes)
 void msgq_destroy(struct msgq *q)
 {
 	msgq_clear(q);
-	pthread_cond_destroy(&q->nonempty);
-	pthread_cond_destroy(&q->room);
-	pthread_mutex_destroy(&q->lock);
+	cond_destroy(&q->nonempty);
+	cond_destroy(&q->room);
+	mutex_destroy(&q->lock);
 	free(q->ring);
 	q->ring = NULL;
 }
@@ -97,14 +97,14 @@ static void wake_consumer_locked(struct msgq *q)
 	if (q->consumer_wake)
 		wake_poke(q->consumer_wake);
 	else
-		pthread_cond_signal(&q->nonempty);
+		cond_signal(&q->nonempty);
 }
 
 /* Somebody waiting for room may go on now. */
 static void room_made(struct msgq *q)
 {
 	if (q->producers_waiting)
-		pthread_cond_broadcast(&q->room);
+		cond_broadcast(&q->room);
 	if (q->room_wanted && q->room_wake) {
 		q->room_wanted = false;
 		wake_poke(q->room_wake);
@@ -178,7 +178,7 @@ int msgq_push(struct msgq *q, struct msg *m, bool *wake_owed)
 		if (q->consumer_idle)
 			wake_consumer_locked(q);
 		q->producers_waiting++;
-		must(pthread_cond_wait(&q->room, &q->lock), "pthread_cond_wait");
+		cond_wait(&q->room, &q->lock);
 		q->producers_waiting--;
 	}
 	if (q->closed || m->len > q->max_bytes || grow(q) < 0)
@@ -204,14 +204,11 @@ size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
 
 	lock(&q->lock);
 	while (wait && q->count == 0 && !q->closed && !q->kicked) {
-		int rc;
-
 		q->consumer_idle = true;
-		rc = deadline ? pthread_cond_timedwait(&q->nonempty, &q->lock, deadline)
-			      : pthread_cond_wait(&q->nonempty, &q->lock);
-		if (rc == ETIMEDOUT)
+		if (!deadline)
+			cond_wait(&q->nonempty, &q->lock);
+		else if (!cond_wait_until(&q->nonempty, &q->lock, deadline))
 			break;
-		must(rc, "pthread_cond_wait");
 	}
 	q->kicked = false;
 	while (n < max && q->count > 0)
@@ -238,7 +235,7 @@ void msgq_close(struct msgq *q)
 	lock(&q->lock);
 	q->closed = true;
 	wake_consumer_locked(q);
-	pthread_cond_broadcast(&q->room);
+	cond_broadcast(&q->room);
 	if (q->room_wake)
 		wake_poke(q->room_wake);
 	unlock(&q->lock);

@@ -14,7 +14,7 @@
 
 #include "thread.h"
 
-int net_set_nonblocking(int fd, int on)
+static int set_nonblocking(int fd, int on)
 {
 	int flags = fcntl(fd, F_GETFL);
 
@@ -139,8 +139,8 @@ uint16_t net_local_port(int fd)
 	return 0;
 }
 
-/* Non-blocking connect bounded by timeout_ms; the socket is left blocking
- * on success.  0, or -1 with errno. */
+/* Non-blocking connect bounded by timeout_ms; the socket stays
+ * non-blocking.  0, or -1 with errno. */
 static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len,
 			   int timeout_ms)
 {
@@ -149,7 +149,7 @@ static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len,
 	socklen_t errlen = sizeof(int);
 	int err = 0, rc;
 
-	if (net_set_nonblocking(fd, 1) < 0)
+	if (set_nonblocking(fd, 1) < 0)
 		return -1;
 	if (connect(fd, sa, len) < 0) {
 		if (errno != EINPROGRESS && errno != EINTR)
@@ -170,7 +170,7 @@ static int connect_timeout(int fd, const struct sockaddr *sa, socklen_t len,
 			return -1;
 		}
 	}
-	return net_set_nonblocking(fd, 0);
+	return 0;
 }
 
 /* Binds fd to an ephemeral port of the address family. */

@@ -18,7 +18,7 @@ int net_listen(const char *host, uint16_t port, char *err, size_t errsz);
 uint16_t net_local_port(int fd);
 
 /* Connects to host:port, trying every address getaddrinfo returns, each
- * for at most timeout_ms.  Returns a blocking descriptor with TCP_NODELAY,
+ * for at most timeout_ms.  Returns a non-blocking descriptor with TCP_NODELAY,
  * or -1 with a reason written to err and errno set (ECONNREFUSED when
  * nothing listens there). */
 int net_connect(const char *host, uint16_t port, int timeout_ms,
@@ -47,6 +47,5 @@ bool net_is_reset(int err);
 enum net_peer net_finish(int fd, int timeout_ms);
 bool net_close_gracefully(int fd, int timeout_ms);
 
-int net_set_nonblocking(int fd, int on);
 
 #endif

@@ -62,7 +62,7 @@ struct senders *senders_new(struct subtable *subs, int stall_ms)
 void senders_free(struct senders *all)
 {
 	reaper_destroy(&all->reaper);
-	pthread_mutex_destroy(&all->lock);
+	mutex_destroy(&all->lock);
 	free(all);
 }
 
@@ -191,7 +191,6 @@ static bool connect_back(struct sender *s)
 	if (fd < 0)
 		unregister_local(s);
 	if (fd >= 0) {
-		net_set_nonblocking(fd, 1);
 		lock(&s->lock);
 		if (!s->ending) {
 			s->fd = fd;
@@ -360,7 +359,8 @@ static void yield_to_wakers(void)
 #ifdef __linux__
 	struct sched_param sp = { .sched_priority = 0 };
 
-	pthread_setschedparam(pthread_self(), 3 /* SCHED_BATCH */, &sp);
+	/* Best effort: without it senders only preempt a little sooner. */
+	(void)pthread_setschedparam(pthread_self(), 3 /* SCHED_BATCH */, &sp);
 #endif
 }
 
@@ -422,7 +422,7 @@ static void release(struct reaped *r)
 	tcpout_free(&s->out);
 	conn_unref(s->via);
 	sub_unref(s->sub);
-	pthread_mutex_destroy(&s->lock);
+	mutex_destroy(&s->lock);
 	free(s);
 }
 

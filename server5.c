@@ -561,7 +561,7 @@ static void shut_down(struct server *srv)
 	subs_destroy(&srv->subs);
 	msgpool_destroy(&srv->pool);
 	wake_close(&srv->changed);
-	pthread_mutex_destroy(&srv->tally_lock);
+	mutex_destroy(&srv->tally_lock);
 }
 
 int main(int argc, char **argv)

@@ -56,7 +56,7 @@ void subs_destroy(struct subtable *t)
 {
 	free(t->v);
 	t->v = NULL;
-	pthread_mutex_destroy(&t->lock);
+	mutex_destroy(&t->lock);
 }
 
 /* The table's lock is held for the helpers below. */

@@ -77,6 +77,11 @@ void mutex_init(pthread_mutex_t *m)
 	must(pthread_mutex_init(m, NULL), "pthread_mutex_init");
 }
 
+void mutex_destroy(pthread_mutex_t *m)
+{
+	must(pthread_mutex_destroy(m), "pthread_mutex_destroy");
+}
+
 void cond_init(pthread_cond_t *c)
 {
 	pthread_condattr_t attr;
@@ -84,7 +89,37 @@ void cond_init(pthread_cond_t *c)
 	must(pthread_condattr_init(&attr), "pthread_condattr_init");
 	must(pthread_condattr_setclock(&attr, CLOCK_MONOTONIC), "pthread_condattr_setclock");
 	must(pthread_cond_init(c, &attr), "pthread_cond_init");
-	pthread_condattr_destroy(&attr);
+	must(pthread_condattr_destroy(&attr), "pthread_condattr_destroy");
+}
+
+void cond_destroy(pthread_cond_t *c)
+{
+	must(pthread_cond_destroy(c), "pthread_cond_destroy");
+}
+
+void cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+	must(pthread_cond_wait(c, m), "pthread_cond_wait");
+}
+
+bool cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline)
+{
+	int rc = pthread_cond_timedwait(c, m, deadline);
+
+	if (rc == ETIMEDOUT)
+		return false;
+	must(rc, "pthread_cond_timedwait");
+	return true;
+}
+
+void cond_signal(pthread_cond_t *c)
+{
+	must(pthread_cond_signal(c), "pthread_cond_signal");
+}
+
+void cond_broadcast(pthread_cond_t *c)
+{
+	must(pthread_cond_broadcast(c), "pthread_cond_broadcast");
 }
 
 struct timespec mono_now(void)
@@ -108,7 +143,7 @@ struct timespec mono_after(int64_t ms)
 	return ts;
 }
 
-int64_t mono_ms(const struct timespec *t)
+static int64_t mono_ms(const struct timespec *t)
 {
 	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
 }
@@ -141,7 +176,7 @@ int reaper_init(struct reaper *r)
 	r->live = 0;
 	mutex_init(&r->lock);
 	if (wake_init(&r->wake) < 0) {
-		pthread_mutex_destroy(&r->lock);
+		mutex_destroy(&r->lock);
 		return -1;
 	}
 	return 0;
@@ -150,7 +185,7 @@ int reaper_init(struct reaper *r)
 void reaper_destroy(struct reaper *r)
 {
 	wake_close(&r->wake);
-	pthread_mutex_destroy(&r->lock);
+	mutex_destroy(&r->lock);
 }
 
 int reaper_start(struct reaper *r, struct reaped *t, void *(*fn)(void *),
@@ -201,16 +236,6 @@ size_t reaper_join(struct reaper *r, void (*release)(struct reaped *t))
 	live = r->live;
 	unlock(&r->lock);
 	return live;
-}
-
-size_t reaper_live(struct reaper *r)
-{
-	size_t n;
-
-	lock(&r->lock);
-	n = r->live;
-	unlock(&r->lock);
-	return n;
 }
 
 int reaper_fd(struct reaper *r)

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -40,19 +41,26 @@ void thread_c_locale(void);
 /* Aborts with "what: reason" unless rc is 0 (a pthread_* result). */
 void must(int rc, const char *what);
 
+/* The pthread calls every module uses, each checked with must(). */
 void lock(pthread_mutex_t *m);
 void unlock(pthread_mutex_t *m);
 void mutex_init(pthread_mutex_t *m);
+void mutex_destroy(pthread_mutex_t *m);
 /* A condition variable whose timed waits use CLOCK_MONOTONIC, so a change
  * of the wall clock cannot stretch a deadline. */
 void cond_init(pthread_cond_t *c);
+void cond_destroy(pthread_cond_t *c);
+void cond_wait(pthread_cond_t *c, pthread_mutex_t *m);
+/* Waits until the CLOCK_MONOTONIC deadline; false when it passed. */
+bool cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *deadline);
+void cond_signal(pthread_cond_t *c);
+void cond_broadcast(pthread_cond_t *c);
 
 /* CLOCK_MONOTONIC now, and now + ms. */
 struct timespec mono_now(void);
 struct timespec mono_after(int64_t ms);
 /* Milliseconds from now until deadline, clamped to [0, INT_MAX]. */
 int mono_ms_until(const struct timespec *deadline);
-int64_t mono_ms(const struct timespec *t);
 int64_t mono_now_ms(void);
 
 /* ---------------------------------------------------------------------
@@ -88,7 +96,6 @@ void reaper_done(struct reaper *r, struct reaped *t);
 /* Joins every finished thread, passing each to release (which may free
  * it); returns how many are still running. */
 size_t reaper_join(struct reaper *r, void (*release)(struct reaped *t));
-size_t reaper_live(struct reaper *r);
 /* Readable when a thread has finished. */
 int reaper_fd(struct reaper *r);
 
