@@ -299,14 +299,58 @@ static bool stopped(struct jstream *js, const char **why)
 {
 	switch (js->stop_why) {
 	case STOP_TOO_DEEP:
+		/* Deeper only if the bracket is where a value may start
+		 * ("{{", "[1 [" are bad lines, not deep ones): json-c knows. */
+		json_tokener_parse_ex(js->tok, js->buf + js->off, 1);
+		if (json_tokener_get_error(js->tok) != json_tokener_continue)
+			return skip_line(js, js->off, js->off + 1, "not JSON", why);
 		return fail(js, "object nested too deeply");
 	case STOP_CONTROL_IN_STRING:
 		/* A newline starts the next line: resynchronise on it. */
 		return skip_line(js, js->off, js->off, js->buf[js->off] == '\n'
 				 ? "line ends inside a string" : "control character in a string", why);
 	default:
-		return skip_line(js, js->off, js->off + 1, "not JSON", why);
+		/* A newline that ends a number cut short ("1.") ends the bad
+		 * line itself: the next line is not part of it. */
+		return skip_line(js, js->off, js->buf[js->off] == '\n' ? js->off : js->off + 1,
+				 "not JSON", why);
 	}
+}
+
+/* A top-level null is a NULL object in json-c: reported as skipped. */
+static bool null_value(struct jstream *js, const char **why)
+{
+	snprintf(js->why, sizeof js->why, "a null, which is not an object");
+	*why = js->why;
+	return true;
+}
+
+/* The scanner stopped at a bad byte right after a complete top-level
+ * number or literal that json-c holds back until it sees a delimiter:
+ * give it one, and deliver the value before the skip. */
+static bool finish_scalar(struct jstream *js, struct json_object **value,
+			  const char **why)
+{
+	unsigned char c = (unsigned char)js->buf[js->off];
+	enum num n = js->at_stop.num;
+	struct json_object *obj;
+
+	if (!js->partial || js->stop_why != STOP_BAD_BYTE || js->at_stop.depth != 0 ||
+	    js->at_stop.in_string || n == NUM_SIGN || n == NUM_DOT || n == NUM_E ||
+	    n == NUM_ESIGN)
+		return false;
+	/* After a number, a byte that could go on with it makes it bad
+	 * ("007", "1.5.3"); a literal ("true.") json-c finishes or not. */
+	if (n != NUM_NONE && c != '\0' && strchr("0123456789.eE+-", c))
+		return false;
+	obj = json_tokener_parse_ex(js->tok, " ", 1);
+	if (json_tokener_get_error(js->tok) != json_tokener_success)
+		return false;
+	restart(js);
+	if (!obj)
+		return null_value(js, why);
+	*value = obj;
+	return true;
 }
 
 bool jstream_next(struct jstream *js, struct json_object **value, const char **why)
@@ -326,7 +370,7 @@ bool jstream_next(struct jstream *js, struct json_object **value, const char **w
 		}
 		scan_ahead(js);
 		if (js->stop == js->off)
-			return stopped(js, why);
+			return finish_scalar(js, value, why) || stopped(js, why);
 
 		avail = js->stop - js->off;
 		/* json-c takes an int length; callers feed small chunks. */
@@ -357,6 +401,8 @@ bool jstream_next(struct jstream *js, struct json_object **value, const char **w
 				json_object_put(obj);
 				return fail(js, "too large");
 			}
+			if (!obj)
+				return null_value(js, why);
 			*value = obj;
 			return true;
 		}

@@ -79,8 +79,8 @@ struct log_tally {
  * second, else counts it; returns true when it logged. */
 bool log_tally(struct log_tally *t, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-/* When events were counted and their second is over, logs
- * "<what>: N more in the last second(s)" and returns true. */
+/* When events were counted and their second is over (or force), logs
+ * "<what>: N more in the last M ms" and returns true. */
 bool log_tally_flush(struct log_tally *t, const char *what, bool force);
 /* Milliseconds until log_tally_flush has something due, or -1. */
 int log_tally_due_ms(const struct log_tally *t);

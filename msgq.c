@@ -173,7 +173,7 @@ int msgq_push(struct msgq *q, struct msg *m, bool *wake_owed)
 	if (wake_owed)
 		*wake_owed = false;
 	lock(&q->lock);
-	while (!q->closed && !fits(q, m) && q->mode == MSGQ_WAIT) {
+	while (!q->closed && m->len <= q->max_bytes && !fits(q, m) && q->mode == MSGQ_WAIT) {
 		/* A full queue's consumer has work: make sure it knows. */
 		if (q->consumer_idle)
 			wake_consumer_locked(q);

@@ -7,6 +7,8 @@ size_t utf8_decode(const char *in, size_t len, uint32_t *cp)
 	size_t n, i;
 	uint32_t c;
 
+	if (len == 0)
+		return 0;
 	if (s[0] < 0x80) {
 		*cp = s[0];
 		return 1;
@@ -164,7 +166,12 @@ size_t sanitize_text(const char *in, size_t len, char *out, size_t outsz)
 		}
 		n = utf8_decode(in + i, len - i, &cp);
 		if (n != 0 && shown_raw(cp, prev, in + i + n, len - i - n)) {
-			if (o + n >= outsz)
+			uint32_t next;
+			/* A joiner kept raw comes with the pictograph it joins,
+			 * or not at all: never left dangling by the cut. */
+			size_t need = n + (cp == 0x200d ? utf8_decode(in + i + n, len - i - n, &next) : 0);
+
+			if (o + need >= outsz)
 				break;
 			for (k = 0; k < n; k++)
 				out[o++] = (char)s[i + k];

@@ -57,7 +57,9 @@ size_t tcpout_room(const struct tcpout *o);
 /* Appends messages to write (takes the references). */
 void tcpout_add(struct tcpout *o, struct msg *const *msgs, size_t n);
 /* Puts m before everything else (a greeting on a new connection); it
- * does not count as a message in what tcpout reports. */
+ * does not count as a message in what tcpout reports.  There must be a
+ * free slot (the caller keeps one), and m must not also be queued as a
+ * message: it is recognised by its address. */
 void tcpout_add_first(struct tcpout *o, struct msg *m);
 /* Messages not yet written completely. */
 size_t tcpout_pending(const struct tcpout *o);

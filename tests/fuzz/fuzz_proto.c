@@ -13,11 +13,20 @@
  *   in the documented layout; a receiver's jstream reads that line back as
  *   one value that decodes to the same seq, user and message, byte for byte;
  * - the sanitised user and message are safe for a terminal, and are the
- *   text itself when it has no control characters; a user that passes
- *   proto_name_valid has none;
+ *   text itself when it has no control or invisible characters; a user
+ *   that passes proto_name_valid has none, is 1-64 bytes, and holds no
+ *   ": ";
  * - an accepted control message has a string "operation" of exactly
- *   "subscribe" or "unsubscribe"; proto_encode_control's output reads back
- *   to the same operation and client string. */
+ *   "subscribe", "unsubscribe" or "dropped"; proto_encode_control's (or
+ *   proto_encode_dropped's) output reads back to the same operation,
+ *   client and reason;
+ * - whatever the relay accepts can be relayed: the input, read as the
+ *   relay reads it (jstream: strict RFC 8259, PROTO_MAX_OBJECT and
+ *   PROTO_MAX_DEPTH) when it is at most PROTO_MAX_OBJECT bytes, gives
+ *   values each of which, if proto_decode takes it as a chat message,
+ *   re-encodes with proto_encode_chat (never EMSGSIZE: the compact layout
+ *   is never longer than the JSON it came as), in the documented layout,
+ *   and reads back identical. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +34,7 @@
 
 #include <json-c/json.h>
 
+#include "jstream.h"
 #include "proto.h"
 #include "sanitize.h"
 
@@ -33,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* From fuzz_common.c. */
 _Noreturn void fuzz_fail(const char *what, const char *file, int line);
 void fuzz_check_chat_roundtrip(const struct proto_msg *pm);
+void fuzz_check_chat_relayable(const struct proto_msg *pm);
 void fuzz_check_control_roundtrip(const struct proto_msg *pm);
 
 #define CHECK(c) ((c) ? (void)0 : fuzz_fail(#c, __FILE__, __LINE__))
@@ -44,9 +55,13 @@ static void check_name(const struct proto_msg *pm)
 
 	if (!proto_name_valid(pm->user, &why)) {
 		CHECK(why != NULL && why[0] != '\0');
+		/* The caller names the field: the reason does not. */
+		CHECK(strncmp(why, "NAME", 4) != 0);
 		return;
 	}
 	CHECK(n >= 1 && n <= PROTO_MAX_NAME);
+	/* It cannot fake the start of another line ("bob: hi"). */
+	CHECK(strstr(pm->user, ": ") == NULL);
 	CHECK(utf8_valid(pm->user, n));
 	for (i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)pm->user[i];
@@ -87,14 +102,39 @@ static void check_decoded(struct json_object *obj)
 	} else {
 		const char *op;
 
-		CHECK(pm.type == PROTO_SUBSCRIBE || pm.type == PROTO_UNSUBSCRIBE);
+		CHECK(pm.type == PROTO_SUBSCRIBE || pm.type == PROTO_UNSUBSCRIBE ||
+		      pm.type == PROTO_DROPPED);
 		CHECK(json_object_object_get_ex(obj, "operation", &v) &&
 		      json_object_is_type(v, json_type_string));
 		op = json_object_get_string(v);
-		CHECK(strcmp(op, pm.type == PROTO_SUBSCRIBE ? "subscribe"
-							     : "unsubscribe") == 0);
+		CHECK((size_t)json_object_get_string_len(v) == strlen(op));
+		CHECK(strcmp(op, pm.type == PROTO_SUBSCRIBE ? "subscribe" :
+				 pm.type == PROTO_UNSUBSCRIBE ? "unsubscribe" : "dropped") == 0);
 		fuzz_check_control_roundtrip(&pm);
 	}
+}
+
+/* The input as the relay reads it: every chat message it yields must be
+ * relayable. */
+static void check_relayable(const uint8_t *data, size_t size)
+{
+	struct jstream *js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
+	struct json_object *v;
+	const char *why;
+
+	CHECK(js != NULL);
+	jstream_feed(js, (const char *)data, size);
+	while (jstream_next(js, &v, &why)) {
+		struct proto_msg pm;
+
+		if (v && proto_decode(v, &pm, &why) == 0 && pm.type == PROTO_CHAT)
+			fuzz_check_chat_relayable(&pm);
+		json_object_put(v);
+	}
+	/* At most PROTO_MAX_OBJECT bytes: never too large. */
+	CHECK(jstream_error(js) == NULL ||
+	      strcmp(jstream_error(js), "object nested too deeply") == 0);
+	jstream_free(js);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -104,6 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > INT32_MAX)
 		return 0;
+	if (size <= PROTO_MAX_OBJECT)
+		check_relayable(data, size);
 	tok = json_tokener_new_ex(PROTO_MAX_DEPTH + 1);
 	CHECK(tok != NULL);
 	obj = json_tokener_parse_ex(tok, (const char *)data, (int)size);

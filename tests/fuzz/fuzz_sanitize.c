@@ -9,9 +9,14 @@
  * - with the worst-case buffer the output is exactly what the documented
  *   rules give (an independent implementation below): valid UTF-8 as is,
  *   \n \t \r, other C0 / DEL / C1 bytes and bytes that are not valid UTF-8
- *   as \xNN;
- * - any output is NUL-terminated, shorter than outsz, without a raw control
- *   byte (< 0x20, 0x7f) or a C1 control (c2 80 - c2 9f), valid UTF-8;
+ *   as \xNN, the invisible and direction-changing characters (U+200B-
+ *   U+200F, U+202A-U+202E, U+2066-U+2069, U+FEFF, U+2028, U+2029, U+061C)
+ *   as \uXXXX, except a U+200D between two pictographic characters;
+ * - any output is NUL-terminated, shorter than outsz, valid UTF-8, without
+ *   a C0 / DEL / C1 control nor an invisible character (but a ZWJ between
+ *   two pictographs);
+ * - sanitize_needed agrees for valid UTF-8 (whether anything is escaped),
+ *   and utf8_decode agrees with the reference at every offset;
  * - a truncated output is a prefix of the full one, cut where a character
  *   or escape starts (the same text with outsz = length + 1 gives the same
  *   length) and only when the next one (at most 8 bytes) does not fit;
@@ -28,42 +33,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* From fuzz_common.c. */
 _Noreturn void fuzz_fail(const char *what, const char *file, int line);
+size_t fuzz_utf8_seq(const unsigned char *s, size_t len, uint32_t *cp);
+bool fuzz_is_invisible(uint32_t cp);
+bool fuzz_is_pictographic(uint32_t cp);
 void fuzz_check_safe_text(const char *out, size_t n, size_t outsz);
 void fuzz_check_sanitize_full(const char *in, size_t len);
 
 #define CHECK(c) ((c) ? (void)0 : fuzz_fail(#c, __FILE__, __LINE__))
 
-/* Length of the well-formed sequence at s[0..len) per the Unicode
- * standard's table 3-7, or 0. */
+/* Table 3-7 (fuzz_common.c). */
 static size_t ref_seq(const unsigned char *s, size_t len)
 {
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n, i;
+	uint32_t cp;
 
-	if (s[0] <= 0x7f)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (len < n || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
+	return fuzz_utf8_seq(s, len, &cp);
 }
 
 static bool ref_valid(const unsigned char *s, size_t len)
@@ -95,21 +78,31 @@ static size_t ref_escape(unsigned char b, char *out)
 static size_t ref_sanitize(const unsigned char *s, size_t len, char *out)
 {
 	size_t i = 0, o = 0, n;
+	uint32_t cp = 0, prev = 0, next;
 
 	while (i < len) {
-		n = ref_seq(s + i, len - i);
-		if (n == 0 || s[i] < 0x20 || s[i] == 0x7f ||
-		    (n == 2 && s[i] == 0xc2 && s[i + 1] <= 0x9f)) {
+		n = fuzz_utf8_seq(s + i, len - i, &cp);
+		if (n == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f)) {
 			size_t take = n ? n : 1, k;
 
 			for (k = 0; k < take; k++)
 				o += ref_escape(s[i + k], out + o);
 			i += take;
+			prev = n ? cp : 0;
+			continue;
+		}
+		if (fuzz_is_invisible(cp) &&
+		    !(cp == 0x200d && fuzz_is_pictographic(prev) &&
+		      fuzz_utf8_seq(s + i + n, len - i - n, &next) > 0 &&
+		      fuzz_is_pictographic(next))) {
+			snprintf(out + o, 7, "\\u%04x", (unsigned)cp);
+			o += 6;
 		} else {
 			memcpy(out + o, s + i, n);
 			o += n;
-			i += n;
 		}
+		i += n;
+		prev = cp;
 	}
 	return o;
 }
@@ -123,6 +116,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *ref, *whole, *out;
 
 	CHECK(utf8_valid(in, len) == ref_valid((const unsigned char *)in, len));
+	for (size_t i = 0; i < len; i++) {
+		uint32_t a = 0, b = 0;
+		size_t na = utf8_decode(in + i, len - i, &a);
+		size_t nb = fuzz_utf8_seq((const unsigned char *)in + i, len - i, &b);
+
+		CHECK(na == nb);
+		CHECK(na == 0 || a == b);
+	}
 
 	ref = malloc(full);
 	whole = malloc(full);
@@ -131,6 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nfull = sanitize_text(in, len, whole, full);
 	fuzz_check_safe_text(whole, nfull, full);
 	CHECK(nfull == nref && memcmp(whole, ref, nref) == 0);
+	if (utf8_valid(in, len))
+		CHECK(sanitize_needed(in, len) == (nfull != len || memcmp(whole, in, len) != 0));
 	fuzz_check_sanitize_full(in, len);
 
 	outsz = sel % (full + 2);

@@ -26,9 +26,13 @@ static void port_ok(const char *s, int allow_zero, uint16_t want)
 	assert_int_equal(port, want);
 }
 
-static void port_bad(const char *s, int allow_zero)
+/* The reasons addr.c gives (they reach the user's terminal). */
+#define WHY_NUMBER "expected a number from 0 to 65535"
+#define WHY_ZERO "port 0 cannot be connected to; expected 1 to 65535"
+
+static void port_bad_why(const char *s, int allow_zero, const char *want_why)
 {
-	uint16_t port = 0;
+	uint16_t port = 4321;
 	const char *why = NULL;
 
 	if (addr_parse_port(s, allow_zero, &port, &why) != -1)
@@ -36,6 +40,10 @@ static void port_bad(const char *s, int allow_zero)
 			 allow_zero, (unsigned)port);
 	assert_non_null(why);
 	assert_true(why[0] != '\0');
+	if (want_why && strcmp(why, want_why) != 0)
+		fail_msg("addr_parse_port(\"%s\", %d): why is \"%s\", want \"%s\"",
+			 s, allow_zero, why, want_why);
+	assert_int_equal(port, 4321);		/* untouched on failure */
 }
 
 static void test_port_valid(void **state)
@@ -53,7 +61,10 @@ static void test_port_zero(void **state)
 {
 	(void)state;
 	port_ok("0", 1, 0);
-	port_bad("0", 0);
+	port_ok("00000", 1, 0);		/* five digits, value 0 */
+	port_ok("00080", 0, 80);
+	port_bad_why("0", 0, WHY_ZERO);
+	port_bad_why("000", 0, WHY_ZERO);
 }
 
 static void test_port_invalid(void **state)
@@ -65,9 +76,13 @@ static void test_port_invalid(void **state)
 		"1.0", "-0x1",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		port_bad(bad[i], 0);
-		port_bad(bad[i], 1);
+		port_bad_why(bad[i], 0, WHY_NUMBER);
+		port_bad_why(bad[i], 1, WHY_NUMBER);
 	}
+	/* More than five digits, even of value 0 or 80. */
+	port_bad_why("000000", 1, WHY_NUMBER);
+	port_bad_why("000080", 0, WHY_NUMBER);
+	port_bad_why("65536", 1, WHY_NUMBER);
 }
 
 /* ---- addr_split ----------------------------------------------------- */
@@ -148,6 +163,39 @@ static void test_split_rejects(void **state)
 	split_bad("host:-1");
 	split_bad("host:1x");
 	split_bad("host: 1");
+}
+
+/* A bad port in HOST:PORT gives the port parser's reason; the other
+ * reasons say what is wrong with the address. */
+static void split_why(const char *hp, int allow_zero, const char *want)
+{
+	char host[ADDR_HOSTLEN];
+	uint16_t port = 0;
+	const char *why = NULL;
+
+	if (addr_split_ex(hp, host, sizeof host, &port, allow_zero, &why) != -1)
+		fail_msg("addr_split_ex(\"%s\") accepted it", hp);
+	assert_non_null(why);
+	if (strcmp(why, want) != 0)
+		fail_msg("addr_split_ex(\"%s\"): why is \"%s\", want \"%s\"",
+			 hp, why, want);
+}
+
+static void test_split_reasons(void **state)
+{
+	(void)state;
+	split_why("host:65536", 1, WHY_NUMBER);
+	split_why("host:x", 0, WHY_NUMBER);
+	split_why("host:", 0, WHY_NUMBER);
+	split_why("[::1]:", 0, WHY_NUMBER);
+	split_why("[::1]:99999", 0, WHY_NUMBER);
+	split_why("host:0", 0, WHY_ZERO);
+	split_why("[::1]:0", 0, WHY_ZERO);
+	split_why("host", 0, "expected HOST:PORT");
+	split_why("[::1", 0, "expected [IPv6]:PORT");
+	split_why("[::1]5002", 0, "expected [IPv6]:PORT");
+	split_why("[]:80", 0, "empty IPv6 address");
+	split_why("::1:80", 0, "an IPv6 address needs brackets: [ADDR]:PORT");
 }
 
 static void test_split_long_host(void **state)
@@ -439,6 +487,141 @@ static void test_format_split_roundtrip(void **state)
 	assert_int_equal(port, 4242);
 }
 
+/* ---- addr_port ------------------------------------------------------ */
+
+static void test_port_of_sockaddr(void **state)
+{
+	(void)state;
+	struct sockaddr_in a4 = sin4("10.1.2.3", 5001);
+	struct sockaddr_in6 a6 = sin6("2001:db8::1", 65535);
+	struct sockaddr_in6 m6 = sin6("::ffff:127.0.0.1", 1);
+	struct sockaddr_in z4 = sin4("127.0.0.1", 0);
+	struct sockaddr_un un;
+
+	assert_int_equal(addr_port((struct sockaddr *)&a4), 5001);
+	assert_int_equal(addr_port((struct sockaddr *)&a6), 65535);
+	assert_int_equal(addr_port((struct sockaddr *)&m6), 1);
+	assert_int_equal(addr_port((struct sockaddr *)&z4), 0);
+	memset(&un, 0, sizeof un);
+	un.sun_family = AF_UNIX;
+	assert_int_equal(addr_port((struct sockaddr *)&un), 0);
+}
+
+/* ---- addr_canonical_ip / addr_is_loopback --------------------------- */
+
+static void canon_ok(const char *host, const char *want)
+{
+	char buf[ADDR_STRLEN];
+
+	memset(buf, 'Z', sizeof buf);
+	if (addr_canonical_ip(host, buf, sizeof buf) != 0)
+		fail_msg("addr_canonical_ip(\"%s\") refused it", host);
+	if (strcmp(buf, want) != 0)
+		fail_msg("addr_canonical_ip(\"%s\") is \"%s\", want \"%s\"", host,
+			 buf, want);
+}
+
+static void canon_bad(const char *host)
+{
+	char buf[ADDR_STRLEN];
+
+	if (addr_canonical_ip(host, buf, sizeof buf) != -1)
+		fail_msg("addr_canonical_ip(\"%s\") accepted it as \"%s\"", host, buf);
+}
+
+static void test_canonical_ip(void **state)
+{
+	(void)state;
+	canon_ok("127.0.0.1", "127.0.0.1");
+	canon_ok("192.168.1.5", "192.168.1.5");
+	canon_ok("::1", "::1");
+	canon_ok("0:0:0:0:0:0:0:1", "::1");
+	canon_ok("2001:DB8:0:0::42", "2001:db8::42");
+	/* IPv4-mapped: as addr_format_ip prints a dual-stack peer. */
+	canon_ok("::ffff:127.0.0.1", "127.0.0.1");
+	canon_ok("::FFFF:10.1.2.3", "10.1.2.3");
+	canon_ok("0:0:0:0:0:ffff:7f00:1", "127.0.0.1");
+	/* Not numeric addresses. */
+	canon_bad("localhost");
+	canon_bad("example.com");
+	canon_bad("");
+	canon_bad("127.1");
+	canon_bad("1.2.3.4.5");
+	canon_bad("256.0.0.1");
+	canon_bad(" 127.0.0.1");
+	canon_bad("127.0.0.1 ");
+	canon_bad("[::1]");
+	canon_bad("::1:5002:");
+}
+
+/* The same form as addr_format_ip gives for a socket address. */
+static void test_canonical_ip_matches_format(void **state)
+{
+	(void)state;
+	static const char *ips[] = { "127.0.0.1", "::1", "2001:db8::42",
+				     "::ffff:10.0.0.7", "fe80::1", "0.0.0.0", "::" };
+
+	for (size_t i = 0; i < sizeof ips / sizeof ips[0]; i++) {
+		char a[ADDR_STRLEN], b[ADDR_STRLEN];
+		struct sockaddr_storage ss;
+
+		memset(&ss, 0, sizeof ss);
+		if (strchr(ips[i], ':')) {
+			struct sockaddr_in6 s6 = sin6(ips[i], 1);
+
+			memcpy(&ss, &s6, sizeof s6);
+		} else {
+			struct sockaddr_in s4 = sin4(ips[i], 1);
+
+			memcpy(&ss, &s4, sizeof s4);
+		}
+		assert_int_equal(addr_format_ip((struct sockaddr *)&ss, a, sizeof a), 0);
+		assert_int_equal(addr_canonical_ip(ips[i], b, sizeof b), 0);
+		assert_string_equal(a, b);
+	}
+}
+
+static void test_canonical_ip_small_buffer(void **state)
+{
+	(void)state;
+	char buf[32];
+
+	memset(buf, 'Z', sizeof buf);
+	assert_int_equal(addr_canonical_ip("127.0.0.1", buf, 9), -1);
+	for (size_t i = 9; i < sizeof buf; i++)
+		assert_int_equal(buf[i], 'Z');
+	assert_int_equal(addr_canonical_ip("127.0.0.1", buf, 10), 0);
+	assert_string_equal(buf, "127.0.0.1");
+	assert_int_equal(addr_canonical_ip("::ffff:127.0.0.1", buf, 9), -1);
+	assert_int_equal(addr_canonical_ip("::ffff:127.0.0.1", buf, 10), 0);
+	assert_string_equal(buf, "127.0.0.1");
+}
+
+static void test_is_loopback(void **state)
+{
+	(void)state;
+	char buf[ADDR_STRLEN];
+
+	assert_true(addr_is_loopback("127.0.0.1"));
+	assert_true(addr_is_loopback("127.255.255.254"));
+	assert_true(addr_is_loopback("127.1.2.3"));
+	assert_true(addr_is_loopback("::1"));
+	assert_false(addr_is_loopback("128.0.0.1"));
+	assert_false(addr_is_loopback("10.0.0.1"));
+	assert_false(addr_is_loopback("1.127.0.0"));
+	assert_false(addr_is_loopback("0.0.0.0"));
+	assert_false(addr_is_loopback("::"));
+	assert_false(addr_is_loopback("::2"));
+	assert_false(addr_is_loopback("2001:db8::1"));
+	assert_false(addr_is_loopback("localhost"));
+	assert_false(addr_is_loopback(""));
+	/* Through addr_canonical_ip, other spellings are recognised. */
+	assert_int_equal(addr_canonical_ip("::ffff:127.0.0.1", buf, sizeof buf), 0);
+	assert_true(addr_is_loopback(buf));
+	assert_int_equal(addr_canonical_ip("0:0:0:0:0:0:0:1", buf, sizeof buf), 0);
+	assert_true(addr_is_loopback(buf));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -450,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_split_ipv6),
 		cmocka_unit_test(test_split_empty_host),
 		cmocka_unit_test(test_split_rejects),
+		cmocka_unit_test(test_split_reasons),
 		cmocka_unit_test(test_split_long_host),
 		cmocka_unit_test(test_split_small_buffer),
 		cmocka_unit_test(test_split_port_zero),
@@ -462,6 +646,11 @@ int main(void)
 		cmocka_unit_test(test_join_small_buffer),
 		cmocka_unit_test(test_join_split_roundtrip),
 		cmocka_unit_test(test_format_split_roundtrip),
+		cmocka_unit_test(test_port_of_sockaddr),
+		cmocka_unit_test(test_canonical_ip),
+		cmocka_unit_test(test_canonical_ip_matches_format),
+		cmocka_unit_test(test_canonical_ip_small_buffer),
+		cmocka_unit_test(test_is_loopback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

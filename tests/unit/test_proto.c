@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,21 +215,82 @@ static void test_encode_limit_exact(void **state)
 	free(text);
 }
 
-static void test_encode_limit_one_over(void **state)
+/* Bytes of {"seq":0,"user":"u","message":""}: the compact layout is 5
+ * bytes shorter (three spaces after colons, two after commas). */
+#define COMPACT_OVERHEAD (sizeof "{\"seq\":0,\"user\":\"u\",\"message\":\"\"}" - 1)
+
+/* Past PROTO_MAX_OBJECT in the spaced layout but not in the compact one:
+ * the compact layout, exactly. */
+static void test_encode_compact_fallback(void **state)
 {
 	(void)state;
-	size_t tlen = PROTO_MAX_OBJECT - OVERHEAD + 1;
-	char *text = malloc(tlen);
-	struct msg *m;
+	size_t base = PROTO_MAX_OBJECT - OVERHEAD;
+	char *text = malloc(base + 8), *want = malloc(PROTO_MAX_OBJECT + 16);
 
 	assert_non_null(text);
-	memset(text, 'a', tlen);
+	assert_non_null(want);
+	assert_int_equal(OVERHEAD - COMPACT_OVERHEAD, 5);
+	memset(text, 'a', base + 8);
+	for (size_t extra = 1; extra <= 5; extra++) {
+		struct msg *m = proto_encode_chat(0, "u", 1, text, base + extra);
+		int n;
+
+		if (m == NULL)
+			fail_msg("spaced layout %zu over the limit: refused (errno %d), "
+				 "but the compact one fits", extra, errno);
+		n = snprintf(want, PROTO_MAX_OBJECT + 16,
+			     "{\"seq\":0,\"user\":\"u\",\"message\":\"%.*s\"}\n",
+			     (int)(base + extra), text);
+		assert_true(n > 0);
+		assert_int_equal(m->len, (size_t)n);
+		assert_int_equal(m->len, PROTO_MAX_OBJECT + extra - 5 + 1);
+		assert_memory_equal(m->data, want, m->len);
+		msg_unref(m);
+	}
+	/* Six over: the compact one is one over, so refused. */
 	errno = 0;
-	m = proto_encode_chat(0, "u", 1, text, tlen);
-	if (m != NULL)
-		fail_msg("an object of PROTO_MAX_OBJECT + 1 bytes was encoded "
-			 "(%zu bytes with the newline)", m->len);
+	assert_null(proto_encode_chat(0, "u", 1, text, base + 6));
 	assert_int_equal(errno, EMSGSIZE);
+	free(text);
+	free(want);
+}
+
+/* The compact layout holds the same fields: it decodes to what went in,
+ * whatever the seq. */
+static void test_encode_compact_roundtrip(void **state)
+{
+	(void)state;
+	static const int64_t seqs[] = { 0, 7, 123456789, INT64_MAX };
+	size_t tlen = PROTO_MAX_OBJECT;
+	char *text = malloc(tlen);
+
+	assert_non_null(text);
+	for (size_t i = 0; i < tlen; i++)
+		text[i] = (char)('a' + i % 26);
+	for (size_t k = 0; k < sizeof seqs / sizeof seqs[0]; k++) {
+		struct msg *m;
+		struct json_object *obj;
+		struct proto_msg pm;
+		char head[64];
+		int hn;
+
+		/* Exactly PROTO_MAX_OBJECT bytes compact, so 5 too many spaced. */
+		hn = snprintf(head, sizeof head, "{\"seq\":%lld,\"user\":\"bob\",\"message\":\"",
+			      (long long)seqs[k]);
+		assert_true(hn > 0);
+		tlen = PROTO_MAX_OBJECT - (size_t)hn - 2;
+		m = proto_encode_chat(seqs[k], "bob", 3, text, tlen);
+		assert_non_null(m);
+		assert_int_equal(m->len - 1, PROTO_MAX_OBJECT);
+		assert_memory_equal(m->data, head, (size_t)hn);
+		obj = parse_msg(m);
+		decode_ok(obj, &pm);
+		assert_int_equal(pm.seq, seqs[k]);
+		assert_int_equal(pm.text_len, tlen);
+		assert_memory_equal(pm.text, text, tlen);
+		json_object_put(obj);
+		msg_unref(m);
+	}
 	free(text);
 }
 
@@ -261,6 +323,257 @@ static void test_encode_limit_far_over(void **state)
 	free(text);
 }
 
+/* ---- whatever was accepted can be relayed ----------------------------- */
+
+/* A growing string. */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
+
+static void put(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->p = realloc(b->p, b->cap);
+		assert_non_null(b->p);
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void puts_(struct buf *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+/* Decodes a JSON text the way the relay does (strict, one object at most
+ * PROTO_MAX_OBJECT bytes), re-encodes it and checks the encoding fits
+ * (in the compact layout, it is no longer than the input) and decodes to
+ * the same fields. */
+static void check_relayable(const char *json, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new_ex(PROTO_MAX_DEPTH + 2);
+	struct json_object *obj, *again;
+	struct proto_msg pm, pm2;
+	const char *why = NULL;
+	struct msg *m;
+
+	assert_true(len <= PROTO_MAX_OBJECT);
+	assert_non_null(tok);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	obj = json_tokener_parse_ex(tok, json, (int)len);
+	if (json_tokener_get_error(tok) != json_tokener_success)
+		fail_msg("generated input (%zu bytes) is not JSON: %s", len,
+			 json_tokener_error_desc(json_tokener_get_error(tok)));
+	json_tokener_free(tok);
+	if (proto_decode(obj, &pm, &why) != 0)
+		fail_msg("generated input (%zu bytes) refused: %s", len, why);
+	assert_int_equal(pm.type, PROTO_CHAT);
+	errno = 0;
+	m = proto_encode_chat(pm.seq, pm.user, pm.user_len, pm.text, pm.text_len);
+	if (m == NULL)
+		fail_msg("accepted a %zu-byte object but cannot re-encode it "
+			 "(errno %d): user %zu bytes, message %zu bytes", len, errno,
+			 pm.user_len, pm.text_len);
+	if (m->len - 1 > PROTO_MAX_OBJECT)
+		fail_msg("re-encoding of a %zu-byte object is %zu bytes", len, m->len - 1);
+	if (memcmp(m->data, "{\"seq\": ", 8) != 0 && m->len - 1 > len)
+		fail_msg("compact re-encoding of a %zu-byte object is %zu bytes", len,
+			 m->len - 1);
+	again = parse_msg(m);
+	decode_ok(again, &pm2);
+	assert_int_equal(pm2.seq, pm.seq);
+	assert_int_equal(pm2.user_len, pm.user_len);
+	assert_memory_equal(pm2.user, pm.user, pm.user_len);
+	assert_int_equal(pm2.text_len, pm.text_len);
+	assert_memory_equal(pm2.text, pm.text, pm.text_len);
+	json_object_put(again);
+	json_object_put(obj);
+	msg_unref(m);
+}
+
+/* The escapes a peer may use, each as it is written in JSON. */
+static const char *const escapes[] = {
+	"\\n", "\\t", "\\r", "\\b", "\\f", "\\\"", "\\\\", "\\/",
+	"\\u0001", "\\u001f", "\\u0000", "\\u007f", "\\u00e9", "\\u20ac",
+	"\\ud83d\\ude00", "\\u0022", "\\u005c", "\\u002f", "\\u000a",
+	"\xc3\xa9", "\xf0\x9f\x98\x80", "/", "a",
+};
+#define NESCAPES (sizeof escapes / sizeof escapes[0])
+
+/* {"seq":S,"user":"U","message":"...."} with the message made of unit
+ * repeated to fill the object to exactly target bytes (padded with 'a');
+ * compact or spaced, other fields first or not. */
+static void build(struct buf *b, const char *user, const char *unit, size_t target,
+		  bool spaced, const char *extra)
+{
+	const char *head = spaced ? "{\"seq\": 123, \"user\": \"" : "{\"seq\":123,\"user\":\"";
+	const char *mid = spaced ? "\", \"message\": \"" : "\",\"message\":\"";
+	size_t tail = 2 + (extra ? strlen(extra) : 0);	/* '"', extra, '}' */
+
+	b->len = 0;
+	puts_(b, head);
+	puts_(b, user);
+	puts_(b, mid);
+	assert_true(b->len + tail <= target);
+	while (b->len + strlen(unit) + tail <= target)
+		puts_(b, unit);
+	while (b->len + tail < target)
+		puts_(b, "a");
+	puts_(b, "\"");
+	if (extra)
+		puts_(b, extra);
+	puts_(b, "}");
+	assert_int_equal(b->len, target);
+}
+
+/* Worst cases: an object of exactly PROTO_MAX_OBJECT bytes (and a little
+ * less) full of each kind of escape, compact and spaced, in the user or
+ * the message. */
+static void test_accepted_is_relayable_worst_cases(void **state)
+{
+	(void)state;
+	struct buf b = { 0 };
+	static const size_t sizes[] = { PROTO_MAX_OBJECT, PROTO_MAX_OBJECT - 1,
+					PROTO_MAX_OBJECT - 3, PROTO_MAX_OBJECT - 5, 1000 };
+
+	for (size_t e = 0; e < NESCAPES; e++) {
+		for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+			for (int spaced = 0; spaced < 2; spaced++) {
+				build(&b, "u", escapes[e], sizes[z], spaced, NULL);
+				check_relayable(b.p, b.len);
+				/* Extra fields are dropped on the way. */
+				build(&b, "u", escapes[e], sizes[z], spaced,
+				      ", \"time\": 1.5, \"to\": [\"all\"]");
+				check_relayable(b.p, b.len);
+			}
+		}
+	}
+	/* The user field full of escapes too (the relay does not limit its
+	 * length; proto_name_valid is for our own users). */
+	for (size_t e = 0; e < NESCAPES; e++) {
+		struct buf u = { 0 };
+
+		for (int i = 0; i < 4000; i++)
+			puts_(&u, escapes[e]);
+		build(&b, u.p, escapes[(e + 3) % NESCAPES], PROTO_MAX_OBJECT, false, NULL);
+		check_relayable(b.p, b.len);
+		free(u.p);
+	}
+	free(b.p);
+}
+
+/* Random mixtures of escapes and raw text, of random sizes up to the
+ * limit, with keys in any order. */
+static void test_accepted_is_relayable_random(void **state)
+{
+	(void)state;
+	struct buf b = { 0 }, u = { 0 }, t = { 0 };
+	uint32_t rng = 4242;
+
+	for (int iter = 0; iter < 300; iter++) {
+		size_t target, ulen;
+		int order;
+		char seq[32];
+
+		rng = rng * 1103515245u + 12345u;
+		target = PROTO_MAX_OBJECT - (rng >> 16) % 64;
+		if (iter % 3 == 0)
+			target = 64 + (rng >> 8) % PROTO_MAX_OBJECT;
+		rng = rng * 1103515245u + 12345u;
+		ulen = (rng >> 16) % 2000;
+		order = (int)((rng >> 8) % 3);
+		snprintf(seq, sizeof seq, "%u", (unsigned)(rng % 100000));
+		u.len = t.len = 0;
+		puts_(&u, "");
+		puts_(&t, "");
+		while (u.len < ulen) {
+			rng = rng * 1103515245u + 12345u;
+			puts_(&u, escapes[(rng >> 16) % NESCAPES]);
+		}
+		/* Fill the message until the object is target bytes. */
+		for (;;) {
+			size_t fixed = strlen("{\"seq\":,\"user\":\"\",\"message\":\"\"}") +
+				       strlen(seq) + u.len;
+			const char *e;
+
+			if (fixed > target)
+				break;
+			rng = rng * 1103515245u + 12345u;
+			e = escapes[(rng >> 16) % NESCAPES];
+			if (fixed + t.len + strlen(e) > target) {
+				if (fixed + t.len < target)
+					puts_(&t, "a");
+				else
+					break;
+				continue;
+			}
+			puts_(&t, e);
+		}
+		b.len = 0;
+		switch (order) {
+		case 0:
+			puts_(&b, "{\"seq\":");
+			puts_(&b, seq);
+			puts_(&b, ",\"user\":\"");
+			put(&b, u.p, u.len);
+			puts_(&b, "\",\"message\":\"");
+			put(&b, t.p, t.len);
+			puts_(&b, "\"}");
+			break;
+		case 1:
+			puts_(&b, "{\"message\":\"");
+			put(&b, t.p, t.len);
+			puts_(&b, "\",\"user\":\"");
+			put(&b, u.p, u.len);
+			puts_(&b, "\",\"seq\":");
+			puts_(&b, seq);
+			puts_(&b, "}");
+			break;
+		default:
+			puts_(&b, "{\"user\":\"");
+			put(&b, u.p, u.len);
+			puts_(&b, "\",\"seq\":");
+			puts_(&b, seq);
+			puts_(&b, ",\"message\":\"");
+			put(&b, t.p, t.len);
+			puts_(&b, "\"}");
+			break;
+		}
+		if (b.len > PROTO_MAX_OBJECT)
+			continue;
+		check_relayable(b.p, b.len);
+	}
+	free(b.p);
+	free(u.p);
+	free(t.p);
+}
+
+/* \u00e9 in the input is 6 bytes, raw in the output 2: a message near
+ * the limit written with escapes shrinks, and is sent spaced again. */
+static void test_shrinking_escapes_spaced_again(void **state)
+{
+	(void)state;
+	struct buf b = { 0 };
+	struct json_object *obj;
+	struct proto_msg pm;
+	struct msg *m;
+
+	build(&b, "u", "\\u00e9", PROTO_MAX_OBJECT, false, NULL);
+	obj = parse(b.p);
+	decode_ok(obj, &pm);
+	m = proto_encode_chat(pm.seq, pm.user, pm.user_len, pm.text, pm.text_len);
+	assert_non_null(m);
+	assert_true(m->len < PROTO_MAX_OBJECT / 2);
+	assert_memory_equal(m->data, "{\"seq\": 123, \"user\": \"u\", \"message\": \"",
+			    strlen("{\"seq\": 123, \"user\": \"u\", \"message\": \""));
+	msg_unref(m);
+	json_object_put(obj);
+	free(b.p);
+}
+
 /* ---- proto_encode_control ------------------------------------------- */
 
 static void test_encode_control_exact(void **state)
@@ -272,6 +585,94 @@ static void test_encode_control_exact(void **state)
 		     "{\"operation\": \"unsubscribe\", \"client\": \"127.0.0.1:5001\"}\n");
 	expect_bytes(proto_encode_control(PROTO_SUBSCRIBE, "[::1]:5002"),
 		     "{\"operation\": \"subscribe\", \"client\": \"[::1]:5002\"}\n");
+}
+
+/* ---- proto_encode_dropped / PROTO_DROPPED ---------------------------- */
+
+static void test_encode_dropped_exact(void **state)
+{
+	(void)state;
+	expect_bytes(proto_encode_dropped("127.0.0.1:5001", "stalled"),
+		     "{\"operation\": \"dropped\", \"client\": \"127.0.0.1:5001\", "
+		     "\"reason\": \"stalled\"}\n");
+	expect_bytes(proto_encode_dropped("[::1]:5002", ""),
+		     "{\"operation\": \"dropped\", \"client\": \"[::1]:5002\", "
+		     "\"reason\": \"\"}\n");
+	/* The reason is escaped like any string. */
+	expect_bytes(proto_encode_dropped("1.2.3.4:5", "said \"bye\"\n"),
+		     "{\"operation\": \"dropped\", \"client\": \"1.2.3.4:5\", "
+		     "\"reason\": \"said \\\"bye\\\"\\n\"}\n");
+}
+
+static void test_roundtrip_dropped(void **state)
+{
+	(void)state;
+	static const char *reasons[] = { "stalled", "", "server shutting down",
+					 "caf\xc3\xa9 \xf0\x9f\x98\x80" };
+
+	for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+		struct msg *m = proto_encode_dropped("10.0.0.7:5001", reasons[i]);
+		struct json_object *obj = parse_msg(m);
+		struct proto_msg pm;
+
+		decode_ok(obj, &pm);
+		assert_int_equal(pm.type, PROTO_DROPPED);
+		assert_string_equal(pm.client, "10.0.0.7:5001");
+		assert_int_equal(pm.client_len, strlen("10.0.0.7:5001"));
+		assert_non_null(pm.reason);
+		assert_string_equal(pm.reason, reasons[i]);
+		json_object_put(obj);
+		msg_unref(m);
+	}
+}
+
+static void test_decode_dropped(void **state)
+{
+	(void)state;
+	struct json_object *obj;
+	struct proto_msg pm;
+
+	/* A reason is optional: missing, or not a usable string, it is "". */
+	obj = parse("{\"operation\": \"dropped\", \"client\": \"1.2.3.4:5\"}");
+	decode_ok(obj, &pm);
+	assert_int_equal(pm.type, PROTO_DROPPED);
+	assert_string_equal(pm.client, "1.2.3.4:5");
+	assert_non_null(pm.reason);
+	assert_string_equal(pm.reason, "");
+	json_object_put(obj);
+
+	obj = parse("{\"operation\": \"dropped\", \"client\": \"1.2.3.4:5\", \"reason\": 7}");
+	decode_ok(obj, &pm);
+	assert_int_equal(pm.type, PROTO_DROPPED);
+	assert_string_equal(pm.reason, "");
+	json_object_put(obj);
+
+	obj = parse("{\"operation\": \"dropped\", \"client\": \"1.2.3.4:5\", \"reason\": null}");
+	decode_ok(obj, &pm);
+	assert_string_equal(pm.reason, "");
+	json_object_put(obj);
+
+	obj = json_object_new_object();
+	json_object_object_add(obj, "operation", json_object_new_string("dropped"));
+	json_object_object_add(obj, "client", json_object_new_string("1.2.3.4:5"));
+	json_object_object_add(obj, "reason", json_object_new_string_len("\xff", 1));
+	decode_ok(obj, &pm);
+	assert_string_equal(pm.reason, "");		/* not UTF-8: dropped */
+	json_object_put(obj);
+
+	/* Other messages have no reason to give. */
+	obj = parse("{\"operation\": \"subscribe\", \"client\": \"1.2.3.4:5\", \"reason\": \"x\"}");
+	decode_ok(obj, &pm);
+	assert_int_equal(pm.type, PROTO_SUBSCRIBE);
+	assert_true(pm.reason == NULL || pm.reason[0] == '\0');
+	json_object_put(obj);
+
+	/* The client is required, as for the other operations. */
+	decode_bad("{\"operation\": \"dropped\"}");
+	decode_bad("{\"operation\": \"dropped\", \"reason\": \"stalled\"}");
+	decode_bad("{\"operation\": \"dropped\", \"client\": 5}");
+	decode_bad("{\"operation\": \"Dropped\", \"client\": \"1.2.3.4:5\"}");
+	decode_bad("{\"operation\": \"dropped \", \"client\": \"1.2.3.4:5\"}");
 }
 
 /* ---- proto_decode: round trips -------------------------------------- */
@@ -544,7 +945,7 @@ static void name_ok(const char *name)
 			 strlen(name), why ? why : "(no why)");
 }
 
-static void name_bad(const char *name)
+static void name_bad_why(const char *name, const char *want)
 {
 	const char *why = NULL;
 
@@ -552,6 +953,62 @@ static void name_bad(const char *name)
 		fail_msg("name \"%s\" (%zu bytes) accepted", name, strlen(name));
 	assert_non_null(why);
 	assert_true(why[0] != '\0');
+	/* The caller puts "NAME " (or the option) in front. */
+	if (strncmp(why, "NAME", 4) == 0 || strncmp(why, "name", 4) == 0)
+		fail_msg("reason \"%s\" starts with the name of the field", why);
+	if (want && strcmp(why, want) != 0)
+		fail_msg("name \"%s\": reason \"%s\", want \"%s\"", name, why, want);
+}
+
+static void name_bad(const char *name)
+{
+	name_bad_why(name, NULL);
+}
+
+#define WHY_EMPTY "must not be empty"
+#define WHY_LONG "must be at most 64 bytes"
+#define WHY_UTF8 "must be valid UTF-8"
+#define WHY_INVISIBLE "must not contain control or invisible characters"
+#define WHY_COLON "must not contain ': ' (it would look like the start of another line)"
+
+/* Names that would fake another line or hide characters. */
+static void test_name_reasons(void **state)
+{
+	(void)state;
+	char name[100];
+
+	name_bad_why("", WHY_EMPTY);
+	memset(name, 'a', 65);
+	name[65] = '\0';
+	name_bad_why(name, WHY_LONG);
+	name_bad_why("\xff", WHY_UTF8);
+	name_bad_why("a\xc3", WHY_UTF8);
+	name_bad_why("a\tb", WHY_INVISIBLE);
+	name_bad_why("\x1b[31m", WHY_INVISIBLE);
+	name_bad_why("c1\xc2\x9b", WHY_INVISIBLE);
+	/* ": " would let a name fake "alice: hi" on the next line. */
+	name_bad_why("alice: hi", WHY_COLON);
+	name_bad_why("a: ", WHY_COLON);
+	name_bad_why(": ", WHY_COLON);
+	name_ok("a:b");
+	name_ok(":");
+	name_ok("a :b");
+	name_ok("a:");
+	name_ok("12:30");
+	/* Invisible and direction-changing characters. */
+	name_bad_why("bo\xe2\x80\x8b" "b", WHY_INVISIBLE);	/* U+200B */
+	name_bad_why("\xe2\x80\xae" "evil", WHY_INVISIBLE);	/* U+202E */
+	name_bad_why("a\xe2\x81\xa6" "b", WHY_INVISIBLE);	/* U+2066 */
+	name_bad_why("\xef\xbb\xbf" "bob", WHY_INVISIBLE);	/* U+FEFF */
+	name_bad_why("a\xe2\x80\xa8" "b", WHY_INVISIBLE);	/* U+2028 */
+	name_bad_why("a\xd8\x9c" "b", WHY_INVISIBLE);		/* U+061C */
+	name_bad_why("a\xe2\x80\x8d" "b", WHY_INVISIBLE);	/* ZWJ between letters */
+	name_bad_why("a\xe2\x80\x8e", WHY_INVISIBLE);		/* LRM */
+	/* An emoji ZWJ sequence is a visible name. */
+	name_ok("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9");
+	name_ok("bob \xe2\x9d\xa4\xef\xb8\x8f\xe2\x80\x8d\xf0\x9f\x94\xa5");
+	/* The invisible check comes after the UTF-8 one. */
+	name_bad_why("\xe2\x80\xae\xff", WHY_UTF8);
 }
 
 static void test_name_valid(void **state)
@@ -615,9 +1072,16 @@ int main(void)
 		cmocka_unit_test(test_encode_chat_controls),
 		cmocka_unit_test(test_encode_chat_parses),
 		cmocka_unit_test(test_encode_limit_exact),
-		cmocka_unit_test(test_encode_limit_one_over),
+		cmocka_unit_test(test_encode_compact_fallback),
+		cmocka_unit_test(test_encode_compact_roundtrip),
 		cmocka_unit_test(test_encode_limit_far_over),
+		cmocka_unit_test(test_accepted_is_relayable_worst_cases),
+		cmocka_unit_test(test_accepted_is_relayable_random),
+		cmocka_unit_test(test_shrinking_escapes_spaced_again),
 		cmocka_unit_test(test_encode_control_exact),
+		cmocka_unit_test(test_encode_dropped_exact),
+		cmocka_unit_test(test_roundtrip_dropped),
+		cmocka_unit_test(test_decode_dropped),
 		cmocka_unit_test(test_roundtrip_chat),
 		cmocka_unit_test(test_roundtrip_control),
 		cmocka_unit_test(test_decode_python_forms),
@@ -633,6 +1097,7 @@ int main(void)
 		cmocka_unit_test(test_decode_bad_control),
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test(test_name_invalid),
+		cmocka_unit_test(test_name_reasons),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
