@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +41,9 @@ struct link {
 	struct wake wake;
 	pthread_t thread;
 
-	pthread_mutex_t lock;		/* guards closing, now and ended */
-	bool closing, now, ended;
+	pthread_mutex_t lock;		/* guards closing and now */
+	bool closing, now;
+	atomic_bool ended;
 
 	/* Owned by the link's thread. */
 	size_t target;			/* the one connected or tried next */
@@ -405,9 +407,7 @@ static void *link_main(void *arg)
 	}
 	/* No more offers: msgq_offer says "closed" from now on. */
 	msgq_close(&l->q);
-	lock(&l->lock);
-	l->ended = true;
-	unlock(&l->lock);
+	atomic_store(&l->ended, true);
 	wake_poke(l->cfg.room);
 	return NULL;
 }
@@ -498,12 +498,7 @@ void link_close(struct link *l, bool now)
 
 bool link_ended(struct link *l)
 {
-	bool e;
-
-	lock(&l->lock);
-	e = l->ended;
-	unlock(&l->lock);
-	return e;
+	return atomic_load(&l->ended);
 }
 
 void link_join(struct link *l, struct link_report *r)

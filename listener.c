@@ -30,13 +30,13 @@ static atomic_uint_fast64_t next_conn_id = 1;
 
 struct conn *conn_ref(struct conn *c)
 {
-	atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+	ref_get(&c->refs);
 	return c;
 }
 
 void conn_unref(struct conn *c)
 {
-	if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+	if (c && ref_put(&c->refs)) {
 		log_budget_flush(&c->budget);
 		close(c->fd);
 		free(c);
@@ -85,7 +85,7 @@ static struct conn *conn_new(int fd, const struct sockaddr *sa)
 		return NULL;
 	c->fd = fd;
 	c->id = atomic_fetch_add(&next_conn_id, 1);
-	atomic_init(&c->refs, 1);
+	ref_init(&c->refs);
 	atomic_init(&c->ended, false);
 	atomic_init(&c->useful, false);
 	atomic_init(&c->closing, false);
@@ -113,7 +113,6 @@ struct worker {
 	struct reaped reaped;		/* first: the reaper hands it back */
 	struct conn *conn;
 	struct listener *l;
-	struct worker *prev, *next;	/* the live list */
 };
 
 struct listener {
@@ -123,9 +122,6 @@ struct listener {
 	struct wake stop_wake;
 	struct reaper reaper;
 	int spare_fd;		/* given up to accept-and-close at EMFILE */
-	pthread_mutex_t lock;	/* guards the live list */
-	struct worker *live;
-	size_t nlive;
 	/* Listener thread only. */
 	struct log_tally refused, made_room;
 };
@@ -138,15 +134,6 @@ static void *worker_main(void *arg)
 	thread_c_locale();
 	l->cfg.serve(w->conn, l->cfg.arg);
 	atomic_store(&w->conn->ended, true);
-	lock(&l->lock);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		l->live = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	l->nlive--;
-	unlock(&l->lock);
 	reaper_done(&l->reaper, &w->reaped);
 	return NULL;
 }
@@ -159,59 +146,49 @@ static void release_worker(struct reaped *r)
 	free(w);
 }
 
-/* The connection to close for a new one: the longest silent of those
- * that never sent anything useful.  Counts in *closing those already
- * closing.  l->lock is held. */
-static struct worker *room_for_one(struct listener *l, size_t *closing)
+/* Looking for the connection to close for a new one: the longest silent
+ * of those that never sent anything useful.  (A worker's connection is
+ * freed only by reaper_join, on the listener thread, which is the one
+ * looking: so best stays valid.) */
+struct room {
+	struct conn *best;
+	int64_t best_ms;
+	size_t closing;		/* shut down to make room already */
+};
+
+static void consider(struct reaped *t, void *arg)
 {
-	struct worker *w, *best = NULL;
-	int64_t best_ms = 0;
+	struct conn *c = ((struct worker *)t)->conn;
+	struct room *r = arg;
+	int64_t heard = atomic_load_explicit(&c->heard_ms, memory_order_relaxed);
 
-	*closing = 0;
-	for (w = l->live; w; w = w->next) {
-		struct conn *c = w->conn;
-		int64_t heard = atomic_load_explicit(&c->heard_ms, memory_order_relaxed);
-
-		if (atomic_load(&c->closing)) {
-			++*closing;
-			continue;
-		}
-		if (atomic_load(&c->useful))
-			continue;
-		if (!best || heard < best_ms) {
-			best = w;
-			best_ms = heard;
-		}
+	if (atomic_load(&c->closing))
+		r->closing++;
+	else if (!atomic_load(&c->useful) && (!r->best || heard < r->best_ms)) {
+		r->best = c;
+		r->best_ms = heard;
 	}
-	return best;
 }
 
 /* Whether c may have a thread: below the limit, or by closing a silent
  * connection.  Says why not. */
 static bool admit(struct listener *l, struct conn *c)
 {
-	struct worker *victim = NULL;
-	size_t closing = 0;
-	bool full;
-	char who[ADDR_STRLEN];
-	int64_t silent_ms = 0;
+	struct room r = { 0 };
+	bool full = reaper_running(&l->reaper) >= l->cfg.max_conns;
 
-	lock(&l->lock);
-	full = l->nlive >= l->cfg.max_conns;
-	if (full && (victim = room_for_one(l, &closing)) != NULL && closing < CLOSING_MARGIN) {
-		atomic_store(&victim->conn->closing, true);
-		conn_shutdown(victim->conn);
-		snprintf(who, sizeof who, "%s", victim->conn->peer);
-		silent_ms = mono_now_ms() - atomic_load(&victim->conn->heard_ms);
-		full = false;
-	}
-	unlock(&l->lock);
-	if (victim && !full)
+	if (full)
+		reaper_each(&l->reaper, consider, &r);
+	if (r.best && r.closing < CLOSING_MARGIN) {
+		atomic_store(&r.best->closing, true);
+		conn_shutdown(r.best);
 		log_tally(&l->made_room, "%s: closed to make room for %s: sent nothing useful, silent %lld ms",
-			  who, c->peer, (long long)silent_ms);
-	else if (full)
+			  r.best->peer, c->peer, (long long)(mono_now_ms() - r.best_ms));
+		full = false;
+	} else if (full) {
 		log_tally(&l->refused, "%s: refused: %zu connections open already", c->peer,
 			  l->cfg.max_conns);
+	}
 	return !full;
 }
 
@@ -224,20 +201,7 @@ static bool start_worker(struct listener *l, struct conn *c)
 	if (w) {
 		w->conn = c;
 		w->l = l;
-		lock(&l->lock);
-		w->next = l->live;
-		if (l->live)
-			l->live->prev = w;
-		l->live = w;
-		l->nlive++;
 		rc = reaper_start(&l->reaper, &w->reaped, worker_main, w);
-		if (rc != 0) {
-			l->live = w->next;
-			if (l->live)
-				l->live->prev = NULL;
-			l->nlive--;
-		}
-		unlock(&l->lock);
 	}
 	if (rc != 0) {
 		log_tally(&l->refused, "%s: refused: cannot start a thread: %s", c->peer, strerror(rc));
@@ -304,17 +268,18 @@ static void flush_tallies(struct listener *l, bool force)
 	log_tally_flush(&l->made_room, "connections closed to make room", force);
 }
 
+static void shut(struct reaped *t, void *arg)
+{
+	(void)arg;
+	conn_shutdown(((struct worker *)t)->conn);
+}
+
 /* Stop: no new connections; wake every reader and wait for all. */
 static void close_all(struct listener *l)
 {
-	struct worker *w;
-
 	close(l->fd);
 	l->fd = -1;
-	lock(&l->lock);
-	for (w = l->live; w; w = w->next)
-		conn_shutdown(w->conn);
-	unlock(&l->lock);
+	reaper_each(&l->reaper, shut, NULL);
 	while (reaper_join(&l->reaper, release_worker) > 0) {
 		struct pollfd p = { .fd = reaper_fd(&l->reaper), .events = POLLIN };
 
@@ -366,7 +331,6 @@ struct listener *listener_open(const char *host, uint16_t *port,
 			host ? " " : "", *port, err);
 	*port = net_local_port(l->fd);
 	l->cfg = *cfg;
-	mutex_init(&l->lock);
 	if (wake_init(&l->stop_wake) < 0 || reaper_init(&l->reaper) < 0)
 		log_die(1, "cannot start the listener: %s", strerror(errno));
 	l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -386,6 +350,5 @@ void listener_stop(struct listener *l)
 	reaper_destroy(&l->reaper);
 	if (l->spare_fd >= 0)
 		close(l->spare_fd);
-	mutex_destroy(&l->lock);
 	free(l);
 }

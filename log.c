@@ -61,31 +61,11 @@ static void emit(const char *fmt, va_list ap)
 	errno = saved;
 }
 
-void log_warn(const char *fmt, ...)
+void log_at(enum log_level at, const char *fmt, ...)
 {
 	va_list ap;
 
-	va_start(ap, fmt);
-	emit(fmt, ap);
-	va_end(ap);
-}
-
-void log_info(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (level < LOG_NORMAL)
-		return;
-	va_start(ap, fmt);
-	emit(fmt, ap);
-	va_end(ap);
-}
-
-void log_debug(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (level < LOG_VERBOSE)
+	if (level < at)
 		return;
 	va_start(ap, fmt);
 	emit(fmt, ap);
@@ -150,22 +130,11 @@ static bool charge(struct log_budget *b, bool wanted)
 	return false;
 }
 
-void log_peer_warn(struct log_budget *b, const char *fmt, ...)
+void log_peer(struct log_budget *b, enum log_level at, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (!charge(b, true))
-		return;
-	va_start(ap, fmt);
-	emit(fmt, ap);
-	va_end(ap);
-}
-
-void log_peer_info(struct log_budget *b, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!charge(b, level >= LOG_NORMAL))
+	if (!charge(b, level >= at))
 		return;
 	va_start(ap, fmt);
 	emit(fmt, ap);

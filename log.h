@@ -18,12 +18,15 @@ enum log_level { LOG_QUIET = 0, LOG_NORMAL = 1, LOG_VERBOSE = 2 };
 void log_init(const char *progname);
 void log_set_level(enum log_level level);
 
+/* Prints when the level set allows: LOG_QUIET lines always. */
+void log_at(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 /* Always printed: warnings and errors the user must see. */
-void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define log_warn(...) log_at(LOG_QUIET, __VA_ARGS__)
 /* Printed unless -q: events (subscribed, connected, ...). */
-void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define log_info(...) log_at(LOG_NORMAL, __VA_ARGS__)
 /* Printed only with -v: per-message detail. */
-void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define log_debug(...) log_at(LOG_VERBOSE, __VA_ARGS__)
 /* log_warn, then exit(status). */
 noreturn void log_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -52,11 +55,11 @@ struct log_budget {
 };
 
 void log_budget_init(struct log_budget *b, const char *who);
-/* Like log_warn / log_info, charged to b. */
-void log_peer_warn(struct log_budget *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void log_peer_info(struct log_budget *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/* Like log_at, charged to b; and log_warn / log_info, charged to b. */
+void log_peer(struct log_budget *b, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#define log_peer_warn(b, ...) log_peer((b), LOG_QUIET, __VA_ARGS__)
+#define log_peer_info(b, ...) log_peer((b), LOG_NORMAL, __VA_ARGS__)
 /* Prints the summary of what is still suppressed (when it is due, and at
  * the end). */
 void log_budget_flush(struct log_budget *b);

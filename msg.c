@@ -6,22 +6,30 @@
 
 #include "thread.h"
 
-struct msg *msg_new(const void *data, size_t len)
+struct msg *msg_alloc(size_t len)
 {
 	struct msg *m = malloc(sizeof *m + len);
 
 	if (!m)
 		return NULL;
-	atomic_init(&m->refs, 1);
+	ref_init(&m->refs);
 	m->pool = NULL;
 	m->len = len;
-	memcpy(m->data, data, len);
+	return m;
+}
+
+struct msg *msg_new(const void *data, size_t len)
+{
+	struct msg *m = msg_alloc(len);
+
+	if (m)
+		memcpy(m->data, data, len);
 	return m;
 }
 
 struct msg *msg_ref(struct msg *m)
 {
-	atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+	ref_get(&m->refs);
 	return m;
 }
 
@@ -36,9 +44,7 @@ static void credit(struct msgpool *p, size_t len)
 
 void msg_unref(struct msg *m)
 {
-	/* acq_rel: the thread that frees must see every other thread's
-	 * last use of the buffer. */
-	if (m && atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+	if (m && ref_put(&m->refs)) {
 		if (m->pool)
 			credit(m->pool, m->len);
 		free(m);

@@ -27,6 +27,8 @@ struct msg {
 
 /* A new message holding a copy of data, with one reference; NULL on ENOMEM. */
 struct msg *msg_new(const void *data, size_t len);
+/* The same with len bytes for the caller to fill in before sharing it. */
+struct msg *msg_alloc(size_t len);
 struct msg *msg_ref(struct msg *m);
 void msg_unref(struct msg *m);
 

@@ -23,7 +23,8 @@ int msgq_init(struct msgq *q, size_t max_msgs, size_t max_bytes)
 	q->head = q->count = q->bytes = 0;
 	q->max_bytes = max_bytes;
 	q->mode = MSGQ_WAIT;
-	q->closed = q->kicked = false;
+	atomic_init(&q->closed, false);
+	q->kicked = false;
 	q->consumer_idle = true;	/* it has not looked yet */
 	q->wake_owed = q->room_wanted = false;
 	q->producers_waiting = 0;
@@ -243,12 +244,7 @@ void msgq_close(struct msgq *q)
 
 bool msgq_closed(struct msgq *q)
 {
-	bool c;
-
-	lock(&q->lock);
-	c = q->closed;
-	unlock(&q->lock);
-	return c;
+	return atomic_load(&q->closed);
 }
 
 size_t msgq_clear(struct msgq *q)

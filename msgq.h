@@ -16,6 +16,7 @@
 #define MSGQ_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -33,7 +34,7 @@ struct msgq {
 	size_t size, max_msgs, head, count;
 	size_t bytes, max_bytes;
 	enum msgq_mode mode;
-	bool closed;
+	atomic_bool closed;		/* written under lock, read anywhere */
 	bool kicked;			/* msgq_kick: wake without a message */
 	bool consumer_idle;		/* it sleeps, or asked for a poke */
 	bool wake_owed;			/* a deferred push promised it one */

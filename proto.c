@@ -56,19 +56,16 @@ static struct msg *assemble(const char *const parts[], const size_t lens[],
 		errno = EMSGSIZE;
 		return NULL;
 	}
-	m = malloc(sizeof *m + total + 1);
+	m = msg_alloc(total + 1);
 	if (!m) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	atomic_init(&m->refs, 1);
-	m->pool = NULL;
 	for (i = 0; i < nparts; i++) {
 		memcpy(m->data + off, parts[i], lens[i]);
 		off += lens[i];
 	}
-	m->data[off++] = '\n';
-	m->len = off;
+	m->data[off] = '\n';
 	return m;
 }
 

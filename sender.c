@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,17 +33,14 @@ struct sender {
 	/* The thread's own. */
 	struct tcpout out;
 	int64_t checked_ms;		/* when we last looked for its EOF */
-	uint16_t local_port;		/* our end of fd, while registered */
-	struct sender *prev, *next;	/* all->live */
+	_Atomic uint16_t local_port;	/* our end of fd, while registered */
 };
 
 struct senders {
 	struct subtable *subs;
 	int stall_ms;
-	struct reaper reaper;
-	pthread_mutex_t lock;		/* guards live, connecting, local ends */
-	struct sender *live;
-	size_t connecting;
+	struct reaper reaper;		/* its running list: the live senders */
+	atomic_size_t connecting;
 };
 
 struct senders *senders_new(struct subtable *subs, int stall_ms)
@@ -55,14 +53,13 @@ struct senders *senders_new(struct subtable *subs, int stall_ms)
 	}
 	all->subs = subs;
 	all->stall_ms = stall_ms;
-	mutex_init(&all->lock);
+	atomic_init(&all->connecting, 0);
 	return all;
 }
 
 void senders_free(struct senders *all)
 {
 	reaper_destroy(&all->reaper);
-	mutex_destroy(&all->lock);
 	free(all);
 }
 
@@ -144,18 +141,13 @@ static void register_local(int fd, void *arg)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 
-	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-		return;
-	lock(&s->all->lock);
-	s->local_port = addr_port((struct sockaddr *)&ss);
-	unlock(&s->all->lock);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+		atomic_store(&s->local_port, addr_port((struct sockaddr *)&ss));
 }
 
 static void unregister_local(struct sender *s)
 {
-	lock(&s->all->lock);
-	s->local_port = 0;
-	unlock(&s->all->lock);
+	atomic_store(&s->local_port, 0);
 }
 
 /* Nothing listens at the subscriber's address: deliveries go over the
@@ -214,9 +206,7 @@ static bool connect_back(struct sender *s)
 
 static void connect_done(struct sender *s)
 {
-	lock(&s->all->lock);
-	s->all->connecting--;
-	unlock(&s->all->lock);
+	atomic_fetch_sub(&s->all->connecting, 1);
 	if (s->all->subs->changed)
 		wake_poke(s->all->subs->changed);
 }
@@ -401,14 +391,6 @@ static void *sender_main(void *arg)
 	while (ok)
 		ok = deliver(s);
 	hang_up(s);
-	lock(&all->lock);
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		all->live = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	unlock(&all->lock);
 	reaper_done(&all->reaper, &s->reaped);
 	return NULL;
 }
@@ -441,21 +423,10 @@ int sender_start(struct senders *all, struct sub *sub)
 	mutex_init(&s->lock);
 	tcpout_init(&s->out);
 	subs_set_sender(all->subs, sub, s);
-	lock(&all->lock);
-	s->next = all->live;
-	if (all->live)
-		all->live->prev = s;
-	all->live = s;
-	all->connecting++;
-	unlock(&all->lock);
+	atomic_fetch_add(&all->connecting, 1);
 	rc = reaper_start(&all->reaper, &s->reaped, sender_main, s);
 	if (rc != 0) {
-		lock(&all->lock);
-		all->live = s->next;
-		if (all->live)
-			all->live->prev = NULL;
-		all->connecting--;
-		unlock(&all->lock);
+		atomic_fetch_sub(&all->connecting, 1);
 		release(&s->reaped);
 	}
 	return rc;
@@ -487,42 +458,49 @@ int senders_reap_fd(struct senders *all)
 
 size_t senders_connecting(struct senders *all)
 {
-	size_t n;
+	return atomic_load(&all->connecting);
+}
 
-	lock(&all->lock);
-	n = all->connecting;
-	unlock(&all->lock);
-	return n;
+static void abort_one(struct reaped *t, void *arg)
+{
+	struct sender *s = (struct sender *)t;
+
+	(void)arg;
+	lock(&s->lock);
+	s->ending = true;
+	if (s->fd >= 0)
+		shutdown(s->fd, SHUT_RDWR);
+	if (s->via)
+		conn_shutdown(s->via);
+	unlock(&s->lock);
+	msgq_close(&s->sub->q);
+	msgq_clear(&s->sub->q);
 }
 
 void senders_abort(struct senders *all)
 {
-	struct sender *s;
+	reaper_each(&all->reaper, abort_one, NULL);
+}
 
-	lock(&all->lock);
-	for (s = all->live; s; s = s->next) {
-		lock(&s->lock);
-		s->ending = true;
-		if (s->fd >= 0)
-			shutdown(s->fd, SHUT_RDWR);
-		if (s->via)
-			conn_shutdown(s->via);
-		unlock(&s->lock);
-		msgq_close(&s->sub->q);
-		msgq_clear(&s->sub->q);
-	}
-	unlock(&all->lock);
+struct own {
+	const struct conn *c;
+	bool found;
+};
+
+static void is_own(struct reaped *t, void *arg)
+{
+	struct sender *s = (struct sender *)t;
+	struct own *o = arg;
+
+	o->found = o->found || (atomic_load(&s->local_port) == o->c->peer_port &&
+				s->sub->port == o->c->local_port &&
+				strcmp(s->sub->ip, o->c->local_ip) == 0);
 }
 
 bool senders_own_connection(struct senders *all, const struct conn *c)
 {
-	struct sender *s;
-	bool own = false;
+	struct own o = { .c = c, .found = false };
 
-	lock(&all->lock);
-	for (s = all->live; s && !own; s = s->next)
-		own = s->local_port == c->peer_port && s->sub->port == c->local_port &&
-		      strcmp(s->sub->ip, c->local_ip) == 0;
-	unlock(&all->lock);
-	return own;
+	reaper_each(&all->reaper, is_own, &o);
+	return o.found;
 }

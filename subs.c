@@ -23,19 +23,19 @@ struct sub *sub_new(const char *ip, uint16_t port, uint64_t origin,
 	snprintf(s->ip, sizeof s->ip, "%s", ip);
 	s->port = port;
 	atomic_init(&s->origin, origin);
-	atomic_init(&s->refs, 1);
+	ref_init(&s->refs);
 	return s;
 }
 
 struct sub *sub_ref(struct sub *s)
 {
-	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	ref_get(&s->refs);
 	return s;
 }
 
 void sub_unref(struct sub *s)
 {
-	if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
+	if (s && ref_put(&s->refs)) {
 		msgq_destroy(&s->q);
 		conn_unref(s->control);
 		free(s);

@@ -122,6 +122,21 @@ void cond_broadcast(pthread_cond_t *c)
 	must(pthread_cond_broadcast(c), "pthread_cond_broadcast");
 }
 
+void ref_init(atomic_uint *r)
+{
+	atomic_init(r, 1);
+}
+
+void ref_get(atomic_uint *r)
+{
+	atomic_fetch_add_explicit(r, 1, memory_order_relaxed);
+}
+
+bool ref_put(atomic_uint *r)
+{
+	return atomic_fetch_sub_explicit(r, 1, memory_order_acq_rel) == 1;
+}
+
 struct timespec mono_now(void)
 {
 	struct timespec ts;
@@ -172,8 +187,8 @@ int mono_ms_until(const struct timespec *deadline)
 
 int reaper_init(struct reaper *r)
 {
-	r->done = NULL;
-	r->live = 0;
+	r->running = r->done = NULL;
+	r->nrunning = r->unjoined = 0;
 	mutex_init(&r->lock);
 	if (wake_init(&r->wake) < 0) {
 		mutex_destroy(&r->lock);
@@ -188,19 +203,44 @@ void reaper_destroy(struct reaper *r)
 	mutex_destroy(&r->lock);
 }
 
+/* The lists below are changed with r->lock held. */
+
+static void push(struct reaped **list, struct reaped *t)
+{
+	t->prev = NULL;
+	t->next = *list;
+	if (*list)
+		(*list)->prev = t;
+	*list = t;
+}
+
+static void unlink_from(struct reaped **list, struct reaped *t)
+{
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		*list = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+}
+
 int reaper_start(struct reaper *r, struct reaped *t, void *(*fn)(void *),
 		 void *arg)
 {
 	int rc;
 
-	/* Counted before it runs, so that its reaper_done cannot come first. */
+	/* Listed before it runs, so that its reaper_done cannot come first. */
 	lock(&r->lock);
-	r->live++;
+	push(&r->running, t);
+	r->nrunning++;
+	r->unjoined++;
 	unlock(&r->lock);
 	rc = thread_start(&t->thread, fn, arg);
 	if (rc != 0) {
 		lock(&r->lock);
-		r->live--;
+		unlink_from(&r->running, t);
+		r->nrunning--;
+		r->unjoined--;
 		unlock(&r->lock);
 	}
 	return rc;
@@ -209,8 +249,9 @@ int reaper_start(struct reaper *r, struct reaped *t, void *(*fn)(void *),
 void reaper_done(struct reaper *r, struct reaped *t)
 {
 	lock(&r->lock);
-	t->next = r->done;
-	r->done = t;
+	unlink_from(&r->running, t);
+	r->nrunning--;
+	push(&r->done, t);
 	unlock(&r->lock);
 	wake_poke(&r->wake);
 }
@@ -218,7 +259,7 @@ void reaper_done(struct reaper *r, struct reaped *t)
 size_t reaper_join(struct reaper *r, void (*release)(struct reaped *t))
 {
 	struct reaped *t, *next;
-	size_t n = 0, live;
+	size_t n = 0, left;
 
 	wake_drain(&r->wake);
 	lock(&r->lock);
@@ -232,10 +273,30 @@ size_t reaper_join(struct reaper *r, void (*release)(struct reaped *t))
 		n++;
 	}
 	lock(&r->lock);
-	r->live -= n;
-	live = r->live;
+	r->unjoined -= n;
+	left = r->unjoined;
 	unlock(&r->lock);
-	return live;
+	return left;
+}
+
+size_t reaper_running(struct reaper *r)
+{
+	size_t n;
+
+	lock(&r->lock);
+	n = r->nrunning;
+	unlock(&r->lock);
+	return n;
+}
+
+void reaper_each(struct reaper *r, void (*fn)(struct reaped *t, void *arg), void *arg)
+{
+	struct reaped *t;
+
+	lock(&r->lock);
+	for (t = r->running; t; t = t->next)
+		fn(t, arg);
+	unlock(&r->lock);
 }
 
 int reaper_fd(struct reaper *r)

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,13 @@ bool cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, const struct timespe
 void cond_signal(pthread_cond_t *c);
 void cond_broadcast(pthread_cond_t *c);
 
+/* Reference counts: whichever thread drops the last reference frees, so
+ * the drop is acq_rel (it must see every other thread's last use). */
+void ref_init(atomic_uint *r);
+void ref_get(atomic_uint *r);
+/* True when that was the last reference. */
+bool ref_put(atomic_uint *r);
+
 /* CLOCK_MONOTONIC now, and now + ms. */
 struct timespec mono_now(void);
 struct timespec mono_after(int64_t ms);
@@ -70,16 +78,19 @@ int64_t mono_now_ms(void);
  * nothing piles up, and nothing is ever cancelled.
  * ------------------------------------------------------------------- */
 
-/* Embedded in whatever the thread works for. */
+/* Embedded in whatever the thread works for (as its first member, so the
+ * owner can get from one to the other). */
 struct reaped {
 	pthread_t thread;
-	struct reaped *next;
+	struct reaped *prev, *next;	/* in the reaper's running or done list */
 };
 
 struct reaper {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;	/* guards the lists and counts */
+	struct reaped *running;	/* started, not finished */
 	struct reaped *done;	/* finished, not yet joined */
-	size_t live;		/* started, not yet joined */
+	size_t nrunning;
+	size_t unjoined;	/* started, not yet joined */
 	struct wake wake;	/* poked when one finishes */
 };
 
@@ -94,8 +105,13 @@ int reaper_start(struct reaper *r, struct reaped *t, void *(*fn)(void *),
 /* The thread's last call: t may be joined (and freed) from now on. */
 void reaper_done(struct reaper *r, struct reaped *t);
 /* Joins every finished thread, passing each to release (which may free
- * it); returns how many are still running. */
+ * it); returns how many are not joined yet. */
 size_t reaper_join(struct reaper *r, void (*release)(struct reaped *t));
+/* Threads still running. */
+size_t reaper_running(struct reaper *r);
+/* Calls fn on every thread still running, under the reaper's lock: t
+ * stays valid meanwhile; fn must not call back into the reaper. */
+void reaper_each(struct reaper *r, void (*fn)(struct reaped *t, void *arg), void *arg);
 /* Readable when a thread has finished. */
 int reaper_fd(struct reaper *r);
 
