@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "charset.h"
 #include "cli.h"
 #include "console.h"
 #include "inbox.h"
@@ -21,7 +20,6 @@
 #include "log.h"
 #include "outbox.h"
 #include "proto.h"
-#include "signals.h"
 
 #define MAX_CONNS 256			/* incoming connections at once */
 #define PEER_QUEUE_MSGS 1000		/* messages waiting for one peer */
@@ -91,8 +89,8 @@ int main(int argc, char **argv)
 		CLI_TERMINAL_OPTIONS,
 		{ NULL, 0, NULL, 0 },
 	};
-	struct console_options copt = { 0 };
 	struct link_target *peers;
+	const char *name;
 	struct listener *lis;
 	struct outbox out;
 	uint16_t port;
@@ -103,30 +101,23 @@ int main(int argc, char **argv)
 	if (argc - first < 2)
 		cli_usage_error(&cli, argc - first == 0 ? "NAME and PORT are missing"
 							 : "PORT is missing");
-	copt.name = cli_name(&cli, argv[first]);
+	name = cli_name(&cli, argv[first]);
 	port = cli_port(&cli, "port", argv[first + 1], true);
 	npeers = (size_t)(argc - first - 2);
 	peers = parse_peers(argc - first - 2, argv + first + 2);
 
-	charset_init();
-	if (signals_init() < 0)
-		log_die(1, "signals: %s", strerror(errno));
-	copt.no_color = cli.no_color;
-	copt.timestamps = cli.timestamps;
-	console_init(&copt);
+	console_init(&(struct console_options){ .name = name, .no_color = cli.no_color,
+						 .timestamps = cli.timestamps });
 	lis = inbox_listen(cli.bind, &port, MAX_CONNS, FIRST_OBJECT_MS);
-	outbox_init(&out, copt.name, npeers);
+	outbox_init(&out, name, npeers);
 	start_links(&out, peers, npeers);
-	log_info("%s listening on port %u", copt.name, port);
+	log_info("%s listening on port %u", name, port);
 
-	console_read_lines(&(struct console_input){
-		.on_line = outbox_line, .flush = outbox_flush, .busy = outbox_busy,
-		.busy_fd = outbox_busy_fd(&out), .arg = &out, .max_line = PROTO_MAX_OBJECT });
-
-	/* Deliver what was typed, say what never arrived, close everything. */
-	delivered = outbox_close(&out);
+	/* Typed lines to the peers until exit; then what waits is delivered,
+	 * what never arrived reported, and everything closed. */
+	delivered = outbox_run(&out);
 	listener_stop(lis);
 	free(peers);
-	charset_free();
+	console_done();
 	return delivered ? 0 : 1;
 }

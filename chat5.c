@@ -15,7 +15,6 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "charset.h"
 #include "cli.h"
 #include "console.h"
 #include "inbox.h"
@@ -25,7 +24,6 @@
 #include "net.h"
 #include "outbox.h"
 #include "proto.h"
-#include "signals.h"
 
 #define MAX_CONNS 64			/* incoming connections at once */
 #define QUEUE_MSGS 1000			/* typed while the server is away */
@@ -142,6 +140,30 @@ static enum link_verdict from_server(void *arg, struct json_object *obj)
 	return LINK_GO_ON;
 }
 
+/* The link to the server: subscribes on every new connection, fails over
+ * along the list, unsubscribes at the end. */
+static struct link *start_link(struct chat5 *c, const struct link_target *servers,
+			       size_t nservers, int fd, size_t which, struct outbox *out)
+{
+	struct link *link = link_start(&(struct link_config){
+		.targets = servers,
+		.ntargets = nservers,
+		.lazy = false,		/* stay subscribed: reconnect at once */
+		.max_msgs = QUEUE_MSGS,
+		.max_bytes = QUEUE_BYTES,
+		.stall_ms = cli.stall_ms,
+		.room = &out->room,
+		.greeting = subscribe,
+		.farewell = unsubscribe,
+		.on_value = from_server,
+		.arg = c,
+	}, fd, which);
+
+	if (!link)
+		log_die(1, "cannot start a thread: %s", strerror(errno));
+	return link;
+}
+
 /* The first server of the list that answers; dies when none does. */
 static int first_server(const struct link_target *t, size_t n, size_t *which)
 {
@@ -171,7 +193,6 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct link_target servers[MAX_SERVERS];
-	struct console_options copt = { 0 };
 	struct chat5 c = { 0 };
 	struct listener *lis;
 	struct outbox out;
@@ -183,48 +204,26 @@ int main(int argc, char **argv)
 	if (argc - first != 3)
 		cli_usage_error(&cli, argc - first < 3 ? "NAME, PORT and SERVER_HOST:PORT are missing"
 						      : "too many arguments");
-	c.name = copt.name = cli_name(&cli, argv[first]);
+	c.name = cli_name(&cli, argv[first]);
 	c.port = cli_port(&cli, "port", argv[first + 1], true);
 	nservers = parse_servers(argv[first + 2], servers);
 	log_budget_init(&c.budget, "the server");
 
-	charset_init();
-	if (signals_init() < 0)
-		log_die(1, "signals: %s", strerror(errno));
-	copt.no_color = cli.no_color;
-	copt.timestamps = cli.timestamps;
-	console_init(&copt);
+	console_init(&(struct console_options){ .name = c.name, .no_color = cli.no_color,
+						 .timestamps = cli.timestamps });
 	/* Listen first, so the server can connect back at once. */
 	lis = inbox_listen(cli.bind, &c.port, MAX_CONNS, 0);
 	log_info("%s listening on port %u", c.name, c.port);
 	fd = first_server(servers, nservers, &which);
 
 	outbox_init(&out, c.name, 1);
-	link = link_start(&(struct link_config){
-		.targets = servers,
-		.ntargets = nservers,
-		.lazy = false,		/* stay subscribed: reconnect at once */
-		.max_msgs = QUEUE_MSGS,
-		.max_bytes = QUEUE_BYTES,
-		.stall_ms = cli.stall_ms,
-		.room = &out.room,
-		.greeting = subscribe,
-		.farewell = unsubscribe,
-		.on_value = from_server,
-		.arg = &c,
-	}, fd, which);
-	if (!link)
-		log_die(1, "cannot start a thread: %s", strerror(errno));
+	link = start_link(&c, servers, nservers, fd, which, &out);
 	outbox_set(&out, 0, link, nservers > 1 ? "the servers" : servers[0].label);
 
-	console_read_lines(&(struct console_input){
-		.on_line = outbox_line, .flush = outbox_flush, .busy = outbox_busy,
-		.busy_fd = outbox_busy_fd(&out), .arg = &out, .max_line = PROTO_MAX_OBJECT });
-
-	/* What was typed, then the unsubscribe, then close. */
-	delivered = outbox_close(&out);
+	/* Typed lines to the server until exit; then the unsubscribe. */
+	delivered = outbox_run(&out);
 	listener_stop(lis);
 	log_budget_flush(&c.budget);
-	charset_free();
+	console_done();
 	return delivered ? 0 : 1;
 }

@@ -457,24 +457,14 @@ static natsStatus set_options(struct cluster *c, const char **urls, int n)
 	return s;
 }
 
-struct cluster *cluster_start(const char *urls, const char *room,
-			      void (*deliver)(void *arg, struct msg *m), void *arg)
+/* The cluster's state, before any connection. */
+static struct cluster *cluster_new(const char *room, void (*deliver)(void *arg, struct msg *m),
+				   void *arg)
 {
-	char *copy, *list[MAX_URLS];
-	struct cluster *c;
-	sigset_t mask;
-	natsStatus s;
-	int n, rc;
+	struct cluster *c = calloc(1, sizeof *c);
 
-	const char *bad = NULL;
-
-	copy = strdup(urls);
-	c = calloc(1, sizeof *c);
-	if (!copy || !c)
+	if (!c)
 		log_die(1, "NATS: %s", strerror(ENOMEM));
-	/* server5 checked them with cluster_check already. */
-	if (room_problem(room) || (n = split_urls(copy, list, &bad)) < 0)
-		log_die(2, "bad --nats '%s' or --room '%s'", urls, room);
 	make_origin(c->origin);
 	snprintf(c->subject, sizeof c->subject, SUBJECT_PREFIX "%s.%s", room, c->origin);
 	snprintf(c->wildcard, sizeof c->wildcard, SUBJECT_PREFIX "%s.*", room);
@@ -486,24 +476,21 @@ struct cluster *cluster_start(const char *urls, const char *room,
 	c->js = jstream_new(PROTO_MAX_OBJECT, PROTO_MAX_DEPTH);
 	if (!c->js || msgq_init(&c->q, QUEUE_MSGS, QUEUE_BYTES) < 0)
 		log_die(1, "NATS: %s", strerror(ENOMEM));
+	return c;
+}
 
-	/* NATS's threads inherit the mask: signals stay the main thread's. */
-	thread_block_signals(&mask);
-	s = set_options(c, (const char **)list, n);
-	free(copy);
-	if (s != NATS_OK)
-		log_die(1, "NATS: cannot set up the connection: %s", why(s));
-	if ((rc = thread_start(&c->thread, run, c)) != 0)
-		log_die(1, "NATS: cannot start a thread: %s", strerror(rc));
-	s = natsConnection_Connect(&c->nc, c->opts);
-	if (s == NATS_NOT_YET_CONNECTED) {
+/* Connects (or goes on trying in the background) and subscribes. */
+static void join(struct cluster *c, const char *urls)
+{
+	natsStatus s = natsConnection_Connect(&c->nc, c->opts);
+
+	if (s == NATS_NOT_YET_CONNECTED)
 		log_warn("NATS: no server of '%s' answers yet; trying again every %d ms",
 			 urls, RECONNECT_WAIT_MS);
-	} else if (s == NATS_INVALID_ARG) {
+	else if (s == NATS_INVALID_ARG)
 		log_die(2, "bad --nats '%s': %s", urls, why(s));
-	} else if (s != NATS_OK) {
+	else if (s != NATS_OK)
 		log_die(1, "NATS: cannot connect to '%s': %s", urls, why(s));
-	}
 	s = natsConnection_Subscribe(&c->sub, c->nc, c->wildcard, on_msg, c);
 	if (s == NATS_OK)
 		s = natsSubscription_SetPendingLimits(c->sub, PENDING_MSGS, PENDING_BYTES);
@@ -516,6 +503,31 @@ struct cluster *cluster_start(const char *urls, const char *room,
 		remember_url(c, c->nc);
 		log_event(c, false, "connected to", "");
 	}
+}
+
+struct cluster *cluster_start(const char *urls, const char *room,
+			      void (*deliver)(void *arg, struct msg *m), void *arg)
+{
+	char *copy = strdup(urls), *list[MAX_URLS];
+	const char *bad = NULL;
+	struct cluster *c;
+	sigset_t mask;
+	natsStatus s;
+	int n, rc;
+
+	/* server5 checked them with cluster_check already. */
+	if (!copy || room_problem(room) || (n = split_urls(copy, list, &bad)) < 0)
+		log_die(2, "bad --nats '%s' or --room '%s'", urls, room);
+	c = cluster_new(room, deliver, arg);
+	/* NATS's threads inherit the mask: signals stay the main thread's. */
+	thread_block_signals(&mask);
+	s = set_options(c, (const char **)list, n);
+	free(copy);
+	if (s != NATS_OK)
+		log_die(1, "NATS: cannot set up the connection: %s", why(s));
+	if ((rc = thread_start(&c->thread, run, c)) != 0)
+		log_die(1, "NATS: cannot start a thread: %s", strerror(rc));
+	join(c, urls);
 	thread_restore_signals(&mask);
 	log_info("NATS: room %s (subject %s), this server's origin %s", room, c->wildcard,
 		 c->origin);

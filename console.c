@@ -28,6 +28,7 @@
 #include <readline/readline.h>
 #endif
 
+#include "charset.h"
 #include "log.h"
 #include "proto.h"
 #include "sanitize.h"
@@ -260,6 +261,9 @@ void console_init(const struct console_options *opt)
 {
 	const char *no_color = getenv("NO_COLOR");
 
+	charset_init();
+	if (signals_init() < 0)
+		log_die(1, "signals: %s", strerror(errno));
 	/* https://no-color.org: set and not empty means no colour. */
 	con.color = isatty(STDOUT_FILENO) && !opt->no_color &&
 		    !(no_color && *no_color);
@@ -272,6 +276,11 @@ void console_init(const struct console_options *opt)
 	}
 #endif
 	snprintf(con.prompt, sizeof con.prompt, "%s> ", opt->name);
+}
+
+void console_done(void)
+{
+	charset_free();
 }
 
 /* ---------------------------------------------------------------------

@@ -21,9 +21,12 @@ struct console_options {
 	bool timestamps;	/* --timestamps: "[HH:MM:SS] " before each line */
 };
 
-/* Decides how to talk to the user; call once, before any thread starts
- * (and after signals_init). */
+/* Sets up the user's side, once, before any thread starts: the input's
+ * character set (charset.h), signals (signals.h), and how to talk to the
+ * user.  Exits 1 when it cannot. */
 void console_init(const struct console_options *opt);
+/* Frees what console_init set up (at the very end). */
+void console_done(void);
 
 /* Received messages, formatted by a reader thread and printed together. */
 struct console_batch {

@@ -353,64 +353,65 @@ static bool finish_scalar(struct jstream *js, struct json_object **value,
 	return true;
 }
 
+/* json-c finished a value in the next used bytes. */
+static bool complete(struct jstream *js, struct json_object *obj, size_t used,
+		     struct json_object **value, const char **why)
+{
+	bool too_big = js->used + trimmed(js->buf + js->off, used) > js->max_value;
+
+	js->off += used;
+	restart(js);
+	if (too_big) {
+		json_object_put(obj);
+		return fail(js, "too large");
+	}
+	if (!obj)
+		return null_value(js, why);
+	*value = obj;
+	return true;
+}
+
+/* Skips the whitespace between values; false when none is left. */
+static bool skip_space(struct jstream *js)
+{
+	while (!js->partial && js->off < js->len && is_space(js->buf[js->off]))
+		js->off++;
+	return js->off < js->len;
+}
+
 bool jstream_next(struct jstream *js, struct json_object **value, const char **why)
 {
 	*value = NULL;
-	while (js->off < js->len && !js->error) {
-		struct json_object *obj;
-		enum json_tokener_error err;
+	while (!js->error && skip_space(js)) {
 		size_t avail, used, start = js->off;
+		enum json_tokener_error err;
+		struct json_object *obj;
 
-		if (!js->partial) {
-			while (js->off < js->len && is_space(js->buf[js->off]))
-				js->off++;
-			if (js->off == js->len)
-				break;
-			start = js->off;
-		}
 		scan_ahead(js);
 		if (js->stop == js->off)
 			return finish_scalar(js, value, why) || stopped(js, why);
-
-		avail = js->stop - js->off;
 		/* json-c takes an int length; callers feed small chunks. */
-		if (avail > (size_t)INT32_MAX)
-			avail = (size_t)INT32_MAX;
+		avail = js->stop - js->off < (size_t)INT32_MAX ? js->stop - js->off : (size_t)INT32_MAX;
 		obj = json_tokener_parse_ex(js->tok, js->buf + js->off, (int)avail);
 		err = json_tokener_get_error(js->tok);
 		used = json_tokener_get_parse_end(js->tok);
 		if (used > avail)
 			used = avail;
-
-		if (err == json_tokener_continue) {
-			js->partial = true;
-			js->used += used;
-			js->off += used;
-			if (js->off == js->stop)
-				js->at = js->at_stop;
-			if (js->used > js->max_value)
-				return fail(js, "too large");
-			continue;
-		}
-		if (err == json_tokener_success) {
-			bool too_big = js->used + trimmed(js->buf + js->off, used) > js->max_value;
-
-			js->off += used;
-			restart(js);
-			if (too_big) {
-				json_object_put(obj);
-				return fail(js, "too large");
-			}
-			if (!obj)
-				return null_value(js, why);
-			*value = obj;
-			return true;
-		}
+		if (err == json_tokener_success)
+			return complete(js, obj, used, value, why);
 		if (err == json_tokener_error_depth)
 			return fail(js, "object nested too deeply");
-		/* Not JSON: resynchronise after the next newline, or drop
-		 * the rest of what has arrived when there is none. */
-		return skip_line(js, start, js->off + used, json_tokener_error_desc(err), why);
+		if (err != json_tokener_continue)
+			/* Not JSON: resynchronise after the next newline, or
+			 * drop the rest of what has arrived when there is none. */
+			return skip_line(js, start, js->off + used, json_tokener_error_desc(err), why);
+		js->partial = true;
+		js->used += used;
+		js->off += used;
+		if (js->off == js->stop)
+			js->at = js->at_stop;
+		if (js->used > js->max_value)
+			return fail(js, "too large");
 	}
 	return false;
 }

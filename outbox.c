@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "charset.h"
+#include "console.h"
 #include "log.h"
 #include "proto.h"
 #include "signals.h"
@@ -30,11 +31,6 @@ void outbox_set(struct outbox *o, size_t i, struct link *l, const char *label)
 	snprintf(o->labels[i], sizeof o->labels[i], "%s", label);
 }
 
-int outbox_busy_fd(struct outbox *o)
-{
-	return wake_fd(&o->room);
-}
-
 /* Offers the waiting message to the links it has not reached; true when
  * every link has it (or is closed). */
 static bool offer(struct outbox *o)
@@ -49,7 +45,7 @@ static bool offer(struct outbox *o)
 	return true;
 }
 
-void outbox_flush(void *arg)
+static void outbox_flush(void *arg)
 {
 	struct outbox *o = arg;
 	size_t i;
@@ -58,7 +54,7 @@ void outbox_flush(void *arg)
 		link_flush(o->links[i]);
 }
 
-bool outbox_busy(void *arg)
+static bool outbox_busy(void *arg)
 {
 	struct outbox *o = arg;
 
@@ -66,7 +62,7 @@ bool outbox_busy(void *arg)
 	return o->waiting && !offer(o);
 }
 
-void outbox_line(void *arg, const char *line, size_t len)
+static void outbox_line(void *arg, const char *line, size_t len)
 {
 	struct outbox *o = arg;
 	const char *text = charset_to_utf8(line, len, &len);
@@ -135,7 +131,7 @@ static bool report(struct outbox *o)
 	return all;
 }
 
-bool outbox_close(struct outbox *o)
+static bool outbox_close(struct outbox *o)
 {
 	unsigned before = signals_count();
 	bool patient = true, all;
@@ -168,4 +164,12 @@ bool outbox_close(struct outbox *o)
 	free(o->labels);
 	free(o->given_up);
 	return all;
+}
+
+bool outbox_run(struct outbox *o)
+{
+	console_read_lines(&(struct console_input){
+		.on_line = outbox_line, .flush = outbox_flush, .busy = outbox_busy,
+		.busy_fd = wake_fd(&o->room), .arg = o, .max_line = PROTO_MAX_OBJECT });
+	return outbox_close(o);
 }

@@ -33,16 +33,11 @@ void outbox_init(struct outbox *o, const char *name, size_t nlinks);
 /* Sets link i, labelled for the final report ("peer 127.0.0.1:5002"). */
 void outbox_set(struct outbox *o, size_t i, struct link *l, const char *label);
 
-/* console_input's on_line, flush, busy and busy_fd. */
-void outbox_line(void *outbox, const char *line, size_t len);
-void outbox_flush(void *outbox);
-bool outbox_busy(void *outbox);
-int outbox_busy_fd(struct outbox *o);
-
-/* Delivers what waits, closes every link (each delivers what is queued
- * first), and reports on stderr what never arrived.  A signal while it
- * waits (a second Ctrl-C) stops the waiting.  Returns true when every
- * message may have arrived: the exit status. */
-bool outbox_close(struct outbox *o);
+/* Reads typed lines (console.h) into the links until "exit", the end of
+ * the input or a signal; then delivers what waits, closes every link
+ * (each delivers what is queued first), and reports on stderr what never
+ * arrived.  A signal while it waits (a second Ctrl-C) stops the waiting.
+ * Returns true when every message may have arrived: the exit status. */
+bool outbox_run(struct outbox *o);
 
 #endif
