@@ -169,6 +169,7 @@ static int first_server(const struct link_target *t, size_t n, size_t *which)
 {
 	char err[128], all[1024] = "";
 	size_t i, len = 0;
+	bool nobody = false;	/* a host answered, but not server5 */
 	int fd;
 
 	for (i = 0; i < n; i++) {
@@ -177,12 +178,13 @@ static int first_server(const struct link_target *t, size_t n, size_t *which)
 			*which = i;
 			return fd;
 		}
+		nobody = nobody || errno == ECONNREFUSED || errno == ETIMEDOUT;
 		len += (size_t)snprintf(all + len, sizeof all - len, "%s%s: %s",
 					i ? "; " : "", t[i].name, err);
 		if (len >= sizeof all)
 			len = sizeof all - 1;
 	}
-	log_die(1, "cannot reach server %s (is server5 running there?)", all);
+	log_die(1, "cannot reach server %s%s", all, nobody ? " (is server5 running there?)" : "");
 }
 
 int main(int argc, char **argv)

@@ -209,6 +209,25 @@ static void shown_url(const char *url, char *out, size_t size)
 		snprintf(out, size, "%s", url);
 }
 
+/* The --nats list as logged: every URL without its password. */
+static void shown_list(const char *urls, char *out, size_t size)
+{
+	const char *p = urls, *comma;
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (; len + 1 < size; p = comma + 1) {
+		char one[URL_SHOWN], item[URL_SHOWN];
+
+		comma = strchr(p, ',');
+		snprintf(item, sizeof item, "%.*s", (int)(comma ? (size_t)(comma - p) : strlen(p)), p);
+		shown_url(item, one, sizeof one);
+		len += (size_t)snprintf(out + len, size - len, "%s%s", len ? "," : "", one);
+		if (!comma || len >= size)
+			break;
+	}
+}
+
 /* 64 bits from the kernel; a clock-and-pid mix if it has none to give,
  * which is still unique enough among a room's few servers. */
 static void make_origin(char out[17])
@@ -407,8 +426,12 @@ bool cluster_check(const char *urls, const char *room, char *why, size_t whysz)
 	why[0] = '\0';
 	if (bad)
 		snprintf(why, whysz, "bad --room '%s': %s", room, bad);
-	else if (!copy || split_urls(copy, list, &bad) < 0)
-		snprintf(why, whysz, "bad --nats '%s': %s", urls, bad ? bad : strerror(ENOMEM));
+	else if (!copy || split_urls(copy, list, &bad) < 0) {
+		char shown[1024];
+
+		shown_list(urls, shown, sizeof shown);
+		snprintf(why, whysz, "bad --nats '%s': %s", shown, bad ? bad : strerror(ENOMEM));
+	}
 	free(copy);
 	return why[0] == '\0';
 }
@@ -480,10 +503,12 @@ static struct cluster *cluster_new(const char *room, void (*deliver)(void *arg, 
 }
 
 /* Connects (or goes on trying in the background) and subscribes. */
-static void join(struct cluster *c, const char *urls)
+static void join(struct cluster *c, const char *list)
 {
 	natsStatus s = natsConnection_Connect(&c->nc, c->opts);
+	char urls[1024];
 
+	shown_list(list, urls, sizeof urls);
 	if (s == NATS_NOT_YET_CONNECTED)
 		log_warn("NATS: no server of '%s' answers yet; trying again every %d ms",
 			 urls, RECONNECT_WAIT_MS);
@@ -517,7 +542,7 @@ struct cluster *cluster_start(const char *urls, const char *room,
 
 	/* server5 checked them with cluster_check already. */
 	if (!copy || room_problem(room) || (n = split_urls(copy, list, &bad)) < 0)
-		log_die(2, "bad --nats '%s' or --room '%s'", urls, room);
+		log_die(2, "bad --nats or --room '%s'", room);
 	c = cluster_new(room, deliver, arg);
 	/* NATS's threads inherit the mask: signals stay the main thread's. */
 	thread_block_signals(&mask);

@@ -45,8 +45,8 @@ struct link {
 	bool closing, now;
 	atomic_bool ended;
 
-	/* Owned by the link's thread. */
-	size_t target;			/* the one connected or tried next */
+	/* Owned by the link's thread (target also read by the producer). */
+	atomic_size_t target;		/* the one connected or tried next */
 	size_t failed_round;		/* targets failed in a row */
 	int fd;
 	struct tcpout out;
@@ -60,6 +60,7 @@ struct link {
 	int backoff_ms;
 	int drop_backoff_ms;		/* after the other side dropped us */
 	int64_t next_try_ms;
+	int64_t tried_ms;		/* the last connection attempt */
 	int64_t connected_ms;
 	uint64_t maybe_lost;
 
@@ -164,7 +165,10 @@ static void use_connection(struct link *l, int fd)
 static bool try_connect(struct link *l, int timeout_ms)
 {
 	char err[128];
-	int fd = net_connect(l->targets[l->target].host, l->targets[l->target].port,
+	int fd;
+
+	l->tried_ms = mono_now_ms();
+	fd = net_connect(l->targets[l->target].host, l->targets[l->target].port,
 			     timeout_ms, err, sizeof err);
 
 	if (fd >= 0) {
@@ -382,8 +386,13 @@ static bool round_once(struct link *l)
 		log_warn("poll: %s", strerror(errno));
 		return false;
 	}
-	if (p[0].revents)
+	if (p[0].revents) {
 		wake_drain(&l->wake);
+		/* A new message while down: try again now, not at the end of
+		 * the backoff (but not more often than the shortest wait). */
+		if (l->fd < 0 && !l->probation && mono_now_ms() - l->tried_ms >= BACKOFF_MIN_MS)
+			l->next_try_ms = mono_now_ms();
+	}
 	/* Read first: a peer that closed is noticed before we write a
 	 * message into the dead connection. */
 	if (np == 2 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) && !read_side(l))
@@ -477,7 +486,7 @@ int link_offer(struct link *l, struct msg *m)
 		/* Say it when dropping starts, then at every power of ten. */
 		if (before == 0 || digits(l->dropped) != digits(before))
 			log_warn("%s is down and its queue is full: %llu oldest message(s) dropped so far",
-				 l->targets[0].label, (unsigned long long)l->dropped);
+				 l->targets[atomic_load(&l->target)].label, (unsigned long long)l->dropped);
 	}
 	return rc;
 }

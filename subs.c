@@ -90,24 +90,30 @@ static size_t find(struct subtable *t, const char *addr)
 	return (size_t)-1;
 }
 
+/* Whether connection origin holds as many subscriptions as it may. */
+static const char *over_conn_limit(struct subtable *t, uint64_t origin)
+{
+	size_t i, same_conn = 0;
+
+	for (i = 0; origin != 0 && i < t->n; i++)
+		same_conn += atomic_load(&t->v[i]->origin) == origin;
+	return same_conn >= t->lim.per_conn ? "too many subscriptions on one connection" : NULL;
+}
+
 /* Which limit, if any, refuses one more subscriber from ip over origin. */
 static const char *over_limit(struct subtable *t, const char *ip, uint64_t origin)
 {
-	size_t i, same_ip = 0, same_conn = 0;
+	size_t i, same_ip = 0;
 
-	for (i = 0; i < t->n; i++) {
+	for (i = 0; i < t->n; i++)
 		same_ip += strcmp(t->v[i]->ip, ip) == 0;
-		same_conn += origin != 0 && atomic_load(&t->v[i]->origin) == origin;
-	}
 	if (t->n >= t->lim.total)
 		return "too many subscribers";
 	if (t->held >= t->lim.total + t->lim.margin)
 		return "too many subscribers still closing";
 	if (same_ip >= t->lim.per_ip)
 		return "too many subscribers from this address";
-	if (same_conn >= t->lim.per_conn)
-		return "too many subscriptions on one connection";
-	return NULL;
+	return over_conn_limit(t, origin);
 }
 
 static bool append(struct subtable *t, struct sub *s)
@@ -141,11 +147,13 @@ struct sub *subs_subscribe(struct subtable *t, const char *ip, uint16_t port,
 	}
 	lock(&t->lock);
 	i = find(t, addr);
-	if (i != (size_t)-1) {
+	if (i != (size_t)-1 && (atomic_load(&t->v[i]->origin) == origin ||
+				(*why = over_conn_limit(t, origin)) == NULL)) {
+		/* Taking one over counts against the new connection's limit. */
 		s = sub_ref(t->v[i]);
 		atomic_store(&s->origin, origin);
 		*again = true;
-	} else if ((*why = over_limit(t, ip, origin)) == NULL) {
+	} else if (i == (size_t)-1 && (*why = over_limit(t, ip, origin)) == NULL) {
 		s = sub_new(ip, port, origin, t->lim.queue_msgs, t->lim.queue_bytes);
 		if (!s || !append(t, s)) {
 			sub_unref(s);

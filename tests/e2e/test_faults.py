@@ -1047,8 +1047,11 @@ def test_flood_of_100000_messages_while_others_chat(fprocs, closing):
 
 
 def test_never_reading_subscriber_is_evicted_others_unaffected(fprocs, closing):
-    limit = 100
-    srv = fprocs.server("--queue-limit", str(limit))
+    """A subscriber that stops reading holds the others up for the stall
+    timeout at most (its queue full, the fan-out waits instead of dropping),
+    then it alone is evicted and they lose nothing."""
+    limit, stall = 100, 2
+    srv = fprocs.server("--queue-limit", str(limit), "--stall-timeout", str(stall))
     fast = closing(FastSub())
     subscribe_by_hand(srv, fast.port, closing)
     bob = fprocs.chat5("bob", srv.port, server=srv)
@@ -1070,9 +1073,10 @@ def test_never_reading_subscriber_is_evicted_others_unaffected(fprocs, closing):
     while sent < 4000:
         r.sendall(b"".join(wire(msg(i)) for i in range(sent, sent + batch)))
         sent += batch
-        # Everyone else keeps up, batch after batch.
-        fast.wait_count(sent)
-        bob.stdout_lines(sent)
+        # Everyone else keeps up, batch after batch, but for one wait of
+        # at most the stall timeout.
+        fast.wait_count(sent, timeout=TIMEOUT + stall)
+        bob.stdout_lines(sent, timeout=TIMEOUT + stall)
         if find_line(srv, evicted_rx(stalled.port)) is not None:
             evicted_after = sent
             break
