@@ -34,7 +34,8 @@ bool cluster_check(const char *urls, const char *room, char *why, size_t whysz)
 }
 
 struct cluster *cluster_start(const char *urls, const char *room,
-			      void (*deliver)(void *arg, struct msg *m), void *arg)
+			      void (*deliver)(void *arg, struct msg **msgs, size_t n),
+			      void *arg)
 {
 	(void)urls;
 	(void)room;
@@ -112,7 +113,7 @@ struct cluster {
 	char origin[17];		/* 64 random bits in hex */
 	char subject[sizeof SUBJECT_PREFIX + MAX_ROOM + 1 + 16];
 	char wildcard[sizeof SUBJECT_PREFIX + MAX_ROOM + 2];
-	void (*deliver)(void *arg, struct msg *m);
+	void (*deliver)(void *arg, struct msg **msgs, size_t n);
 	void *arg;
 
 	struct msgq q;			/* delivery thread -> our thread */
@@ -383,17 +384,25 @@ static const char *check(struct jstream *js, const struct msg *m)
 	return bad;
 }
 
-static void check_and_deliver(struct cluster *c, struct msg *m)
+/* Keeps the good messages of a batch (in order), dropping the others
+ * with a line a second; returns how many are left. */
+static size_t check_batch(struct cluster *c, struct msg **batch, size_t n)
 {
-	const char *bad = check(c->js, m);
+	size_t i, good = 0;
 
-	if (!bad) {
-		c->deliver(c->arg, m);
-		return;
+	for (i = 0; i < n; i++) {
+		const char *bad = check(c->js, batch[i]);
+
+		if (!bad) {
+			batch[good++] = batch[i];
+			continue;
+		}
+		lock(&c->lock);
+		log_tally(&c->skipped, "NATS: skipped a message from another server: %s", bad);
+		unlock(&c->lock);
+		msg_unref(batch[i]);
 	}
-	lock(&c->lock);
-	log_tally(&c->skipped, "NATS: skipped a message from another server: %s", bad);
-	unlock(&c->lock);
+	return good;
 }
 
 static void *run(void *arg)
@@ -403,14 +412,15 @@ static void *run(void *arg)
 	size_t n, i;
 
 	while ((n = msgq_pop(&c->q, batch, BATCH, true, NULL)) > 0 || !msgq_closed(&c->q)) {
-		for (i = 0; i < n; i++) {
-			/* After quiesce the relay is closing: dropped. */
-			if (!atomic_load(&c->quiesced))
-				check_and_deliver(c, batch[i]);
+		n = check_batch(c, batch, n);
+		/* After quiesce the relay is closing: dropped.  A batch goes
+		 * together, so the relay wakes each sender once for it. */
+		if (n > 0 && !atomic_load(&c->quiesced))
+			c->deliver(c->arg, batch, n);
+		for (i = 0; i < n; i++)
 			msg_unref(batch[i]);
-		}
 	}
-	c->deliver(c->arg, NULL);
+	c->deliver(c->arg, NULL, 0);
 	return NULL;
 }
 
@@ -481,7 +491,8 @@ static natsStatus set_options(struct cluster *c, const char **urls, int n)
 }
 
 /* The cluster's state, before any connection. */
-static struct cluster *cluster_new(const char *room, void (*deliver)(void *arg, struct msg *m),
+static struct cluster *cluster_new(const char *room,
+				   void (*deliver)(void *arg, struct msg **msgs, size_t n),
 				   void *arg)
 {
 	struct cluster *c = calloc(1, sizeof *c);
@@ -531,7 +542,8 @@ static void join(struct cluster *c, const char *list)
 }
 
 struct cluster *cluster_start(const char *urls, const char *room,
-			      void (*deliver)(void *arg, struct msg *m), void *arg)
+			      void (*deliver)(void *arg, struct msg **msgs, size_t n),
+			      void *arg)
 {
 	char *copy = strdup(urls), *list[MAX_URLS];
 	const char *bad = NULL;

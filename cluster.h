@@ -24,11 +24,13 @@ struct cluster;
 bool cluster_check(const char *urls, const char *room, char *why, size_t whysz);
 
 /* Connects to urls ("nats://a:4222,nats://b:4222"; it retries forever and
- * fails over between them) and subscribes to the room.  deliver(arg, m)
- * gets each message of another server, in order, on the cluster's own
- * thread; it may wait.  Dies with a message on a usage error. */
+ * fails over between them) and subscribes to the room.  deliver(arg, msgs,
+ * n) gets the messages of the other servers, in order, a batch at a time,
+ * on the cluster's own thread; it may wait.  Its last call, as the thread
+ * ends, has n == 0.  Dies with a message on a usage error. */
 struct cluster *cluster_start(const char *urls, const char *room,
-			      void (*deliver)(void *arg, struct msg *m), void *arg);
+			      void (*deliver)(void *arg, struct msg **msgs, size_t n),
+			      void *arg);
 
 /* Publishes m to the other servers (buffered while disconnected). */
 void cluster_publish(struct cluster *c, const struct msg *m);

@@ -268,7 +268,7 @@ static void write_side(struct link *l)
 	}
 	if (w == 0)
 		return;
-	tcpout_settle(&l->out, l->fd);
+	tcpout_settle_lazily(&l->out, l->fd);
 	if (!l->probation) {
 		l->backoff_ms = BACKOFF_MIN_MS;
 	} else if (!pending(l) && !tcpout_waiting(&l->out)) {
@@ -283,10 +283,18 @@ static void write_side(struct link *l)
  * new for the stall timeout while it owes us bytes), or -1. */
 static int stall_left(struct link *l)
 {
+	int left;
+
 	if (l->fd < 0 || l->cfg.stall_ms <= 0)
 		return -1;
-	tcpout_settle(&l->out, l->fd);
-	return tcpout_stall_left(&l->out, l->cfg.stall_ms);
+	tcpout_settle_lazily(&l->out, l->fd);
+	left = tcpout_stall_left(&l->out, l->cfg.stall_ms);
+	if (left == 0) {
+		/* Ask for real before calling it a stall. */
+		tcpout_settle(&l->out, l->fd);
+		left = tcpout_stall_left(&l->out, l->cfg.stall_ms);
+	}
+	return left;
 }
 
 /* Closing with everything written: the farewell, then a graceful close.

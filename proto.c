@@ -144,16 +144,43 @@ struct msg *proto_encode_dropped(const char *client, const char *reason)
  * network is trusted.
  * ------------------------------------------------------------------- */
 
-/* Fetches a string field; -1 with *why when missing, not a string, or not
- * valid UTF-8. */
-static int get_string(struct json_object *obj, const char *key,
-		      const char **s, size_t *len, const char **why,
-		      const char *missing, const char *wrong)
+/* The fields this protocol knows, gathered in one pass over the object
+ * (cheaper than a hash lookup each).  A field set to null counts as
+ * missing. */
+struct fields {
+	struct json_object *operation, *seq, *user, *message, *client, *reason;
+	bool has_operation;
+};
+
+static void gather(struct json_object *obj, struct fields *f)
 {
-	struct json_object *v;
+	memset(f, 0, sizeof *f);
+	json_object_object_foreach(obj, key, val) {
+		if (strcmp(key, "seq") == 0)
+			f->seq = val;
+		else if (strcmp(key, "user") == 0)
+			f->user = val;
+		else if (strcmp(key, "message") == 0)
+			f->message = val;
+		else if (strcmp(key, "operation") == 0) {
+			f->operation = val;
+			f->has_operation = val != NULL;
+		}
+		else if (strcmp(key, "client") == 0)
+			f->client = val;
+		else if (strcmp(key, "reason") == 0)
+			f->reason = val;
+	}
+}
+
+/* A string field; -1 with *why when missing, not a string, or not valid
+ * UTF-8. */
+static int get_string(struct json_object *v, const char **s, size_t *len,
+		      const char **why, const char *missing, const char *wrong)
+{
 	int n;
 
-	if (!json_object_object_get_ex(obj, key, &v) || !v) {
+	if (!v) {
 		*why = missing;
 		return -1;
 	}
@@ -171,15 +198,7 @@ static int get_string(struct json_object *obj, const char *key,
 	return 0;
 }
 
-static int get_client(struct json_object *obj, struct proto_msg *out,
-		      const char **why)
-{
-	return get_string(obj, "client", &out->client, &out->client_len, why,
-			  "\"client\" is missing", "\"client\" is not a string");
-}
-
-static int decode_control(struct json_object *obj, struct json_object *op,
-			  struct proto_msg *out, const char **why)
+static int decode_control(const struct fields *f, struct proto_msg *out, const char **why)
 {
 	static const struct {
 		const char *name;
@@ -192,12 +211,12 @@ static int decode_control(struct json_object *obj, struct json_object *op,
 	const char *name;
 	size_t len, i, reason_len;
 
-	if (!json_object_is_type(op, json_type_string)) {
+	if (!json_object_is_type(f->operation, json_type_string)) {
 		*why = "\"operation\" is not a string";
 		return -1;
 	}
-	name = json_object_get_string(op);
-	len = (size_t)json_object_get_string_len(op);
+	name = json_object_get_string(f->operation);
+	len = (size_t)json_object_get_string_len(f->operation);
 	for (i = 0; i < sizeof ops / sizeof ops[0]; i++)
 		if (strlen(ops[i].name) == len && memcmp(name, ops[i].name, len) == 0)
 			break;
@@ -206,30 +225,19 @@ static int decode_control(struct json_object *obj, struct json_object *op,
 		return -1;
 	}
 	out->type = ops[i].type;
-	if (get_client(obj, out, why) < 0)
+	if (get_string(f->client, &out->client, &out->client_len, why,
+		       "\"client\" is missing", "\"client\" is not a string") < 0)
 		return -1;
 	out->reason = "";
 	if (out->type == PROTO_DROPPED &&
-	    get_string(obj, "reason", &out->reason, &reason_len, why, "", "") < 0)
+	    get_string(f->reason, &out->reason, &reason_len, why, "", "") < 0)
 		out->reason = "";
 	return 0;
 }
 
-int proto_decode(struct json_object *obj, struct proto_msg *out,
-		 const char **why)
+static int decode_seq(struct json_object *v, struct proto_msg *out, const char **why)
 {
-	struct json_object *v;
-
-	memset(out, 0, sizeof *out);
-	if (!obj || !json_object_is_type(obj, json_type_object)) {
-		*why = "not a JSON object";
-		return -1;
-	}
-	if (json_object_object_get_ex(obj, "operation", &v) && v)
-		return decode_control(obj, v, out, why);
-
-	out->type = PROTO_CHAT;
-	if (!json_object_object_get_ex(obj, "seq", &v) || !v) {
+	if (!v) {
 		*why = "\"seq\" is missing";
 		return -1;
 	}
@@ -248,10 +256,28 @@ int proto_decode(struct json_object *obj, struct proto_msg *out,
 		*why = "\"seq\" is out of range";
 		return -1;
 	}
-	if (get_string(obj, "user", &out->user, &out->user_len, why,
+	return 0;
+}
+
+int proto_decode(struct json_object *obj, struct proto_msg *out,
+		 const char **why)
+{
+	struct fields f;
+
+	memset(out, 0, sizeof *out);
+	if (!obj || !json_object_is_type(obj, json_type_object)) {
+		*why = "not a JSON object";
+		return -1;
+	}
+	gather(obj, &f);
+	if (f.has_operation)
+		return decode_control(&f, out, why);
+	out->type = PROTO_CHAT;
+	if (decode_seq(f.seq, out, why) < 0 ||
+	    get_string(f.user, &out->user, &out->user_len, why,
 		       "\"user\" is missing", "\"user\" is not a string") < 0)
 		return -1;
-	return get_string(obj, "message", &out->text, &out->text_len, why,
+	return get_string(f.message, &out->text, &out->text_len, why,
 			  "\"message\" is missing", "\"message\" is not a string");
 }
 

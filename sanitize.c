@@ -1,6 +1,8 @@
 /* sanitize.c - terminal-safe rendering of untrusted text. */
 #include "sanitize.h"
 
+#include <string.h>
+
 size_t utf8_decode(const char *in, size_t len, uint32_t *cp)
 {
 	const unsigned char *s = (const unsigned char *)in;
@@ -39,16 +41,31 @@ size_t utf8_decode(const char *in, size_t len, uint32_t *cp)
 	return n;
 }
 
+/* How many bytes from s on are ASCII, eight at a time. */
+static size_t ascii_run(const char *s, size_t len)
+{
+	size_t i = 0;
+	uint64_t w;
+
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, s + i, 8);
+		if (w & 0x8080808080808080ull)
+			break;
+	}
+	while (i < len && (unsigned char)s[i] < 0x80)
+		i++;
+	return i;
+}
+
 bool utf8_valid(const char *in, size_t len)
 {
 	size_t i = 0, n;
 	uint32_t cp;
 
 	while (i < len) {
-		if ((unsigned char)in[i] < 0x80) {
-			i++;
-			continue;
-		}
+		i += ascii_run(in + i, len - i);
+		if (i == len)
+			break;
 		n = utf8_decode(in + i, len - i, &cp);
 		if (n == 0)
 			return false;
@@ -155,12 +172,20 @@ size_t sanitize_text(const char *in, size_t len, char *out, size_t outsz)
 	if (outsz == 0)
 		return 0;
 	for (; i < len; prev = n ? cp : 0) {
-		/* Printable ASCII, most of any text, is copied as it is. */
+		/* Printable ASCII, most of any text, is copied a run at a time. */
 		if (s[i] >= 0x20 && s[i] < 0x7f) {
-			if (o + 1 >= outsz)
+			size_t run = 1;
+
+			while (i + run < len && s[i + run] >= 0x20 && s[i + run] < 0x7f)
+				run++;
+			if (o + run >= outsz)
+				run = outsz - o - 1;
+			if (run == 0)
 				break;
-			cp = s[i];
-			out[o++] = (char)s[i++];
+			memcpy(out + o, in + i, run);
+			o += run;
+			i += run;
+			cp = s[i - 1];
 			n = 1;
 			continue;
 		}

@@ -313,7 +313,7 @@ static bool write_out(struct sender *s)
 		if (tcpout_pending(&s->out) > 0 && !wait_writable(s, fd))
 			return false;
 	}
-	tcpout_settle(&s->out, fd);
+	tcpout_settle_lazily(&s->out, fd);
 	return true;
 }
 

@@ -292,17 +292,20 @@ static void serve_client(struct conn *c, void *arg)
 	reader_free(&r);
 }
 
-/* Messages from the other servers of the cluster, on its thread. */
-static void from_cluster(void *arg, struct msg *m)
+/* Messages from the other servers of the cluster, a batch at a time, on
+ * its thread: each sender is woken once per batch. */
+static void from_cluster(void *arg, struct msg **msgs, size_t n)
 {
 	static struct fanout fan;	/* the cluster's one thread */
 	struct server *srv = arg;
+	size_t i;
 
-	if (!m) {
+	if (n == 0) {
 		fanout_free(&fan);
 		return;
 	}
-	relay(srv, &fan, m, 0, false);
+	for (i = 0; i < n; i++)
+		relay(srv, &fan, msgs[i], 0, false);
 	fanout_wake(&fan);
 }
 

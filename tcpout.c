@@ -188,6 +188,12 @@ static uint64_t unacked(int fd, const struct tcpout *o)
 	return 0;
 }
 
+void tcpout_settle_lazily(struct tcpout *o, int fd)
+{
+	if (mono_now_ms() - o->settled_ms >= TCPOUT_SETTLE_EVERY_MS)
+		tcpout_settle(o, fd);
+}
+
 void tcpout_settle(struct tcpout *o, int fd)
 {
 	int64_t now = mono_now_ms();
@@ -196,6 +202,7 @@ void tcpout_settle(struct tcpout *o, int fd)
 	if (acked > o->acked)
 		o->progress_ms = now;
 	o->acked = acked;
+	o->settled_ms = now;
 	while (o->count > 0) {
 		struct tcpout_written *e = entry(o, 0);
 

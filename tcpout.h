@@ -46,6 +46,7 @@ struct tcpout {
 	 * the stall clock.  Bytes our own kernel takes are no progress: it
 	 * may buffer megabytes for a peer that reads nothing. */
 	int64_t progress_ms;
+	int64_t settled_ms;		/* when tcpout_settle last asked */
 };
 
 void tcpout_init(struct tcpout *o);
@@ -73,6 +74,11 @@ ssize_t tcpout_write(struct tcpout *o, int fd);
  * what it acknowledged long enough ago; call after writes and before
  * looking at the stall clock.  Cheap: one ioctl. */
 void tcpout_settle(struct tcpout *o, int fd);
+
+/* tcpout_settle, but at most every TCPOUT_SETTLE_EVERY_MS: after each
+ * write, where an ioctl per write would cost as much as the write. */
+#define TCPOUT_SETTLE_EVERY_MS 50
+void tcpout_settle_lazily(struct tcpout *o, int fd);
 
 /* Whether the peer owes us something: messages to write, or bytes
  * written that it has not acknowledged. */
