@@ -11,7 +11,9 @@
  *   back and writes every relayed message there.  Senders are separate
  *   connections that never subscribe, so every message goes to all N
  *   receivers.  At the end each receiver unsubscribes and waits for the
- *   server to close its delivery connection.
+ *   server to close its delivery connection.  With --rx-port P1,P2,... the
+ *   receivers subscribe to several servers in turn (server5 joined through
+ *   NATS: the cluster points), the senders still to --port.
  *
  *   IRC (--proto irc): receivers register (NICK/USER) and JOIN one channel;
  *   receiver 0 joins first and clears channel mode +n so that senders can
@@ -75,6 +77,8 @@
 #define RX_BUF (256u << 10)
 #define TX_BUF (64u << 10)
 #define MAX_EVENTS 512
+#define MAX_PORTS 16			/* --rx-port */
+#define MAX_WATCH 16			/* --server-pid */
 #define HSUB 32				/* histogram sub-buckets per octave */
 #define HBUCKETS (64 * HSUB)
 
@@ -136,6 +140,10 @@ static struct {
 	double rate, duration, drain, settle, setup_timeout, idle;
 	size_t size;
 	pid_t server_pid;
+	int rx_ports[MAX_PORTS];		/* --rx-port: receivers' servers */
+	int nrx_ports;
+	pid_t watch[MAX_WATCH];			/* --server-pid: [0] is server_pid */
+	int nwatch;
 } O;
 
 /* State.  Fields marked [rx] belong to the receiving thread during the run,
@@ -172,6 +180,7 @@ static struct {
 
 	/* the machine over the measured window (main thread) */
 	double busy0, busy1, steal0, steal1, self0, self1;
+	struct pstat wwin0[MAX_WATCH], wwin1[MAX_WATCH], wend[MAX_WATCH];	/* --server-pid */
 
 	/* [tx] */
 	uint64_t tx_late_max;
@@ -747,8 +756,8 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* A non-blocking connect to the server. */
-static struct conn *connect_server(enum kind kind, int idx, int ep)
+/* A non-blocking connect to the server at port. */
+static struct conn *connect_server(enum kind kind, int idx, int ep, int port)
 {
 	struct sockaddr_in sin;
 	struct conn *c;
@@ -758,12 +767,12 @@ static struct conn *connect_server(enum kind kind, int idx, int ep)
 		die("socket: %s", strerror(errno));
 	memset(&sin, 0, sizeof sin);
 	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)O.port);
+	sin.sin_port = htons((uint16_t)port);
 	if (inet_pton(AF_INET, O.host, &sin.sin_addr) != 1)
 		die("--host must be an IPv4 address: %s", O.host);
 	set_nodelay(fd);
 	if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0 && errno != EINPROGRESS)
-		die("connect to %s:%d: %s", O.host, O.port, strerror(errno));
+		die("connect to %s:%d: %s", O.host, port, strerror(errno));
 	c = conn_new(fd, kind, idx, ep, EPOLLIN | EPOLLOUT);
 	c->connecting = true;
 	c->want_out = true;
@@ -1286,7 +1295,8 @@ static void dispatch(struct conn *c, uint32_t ev)
 	if (c->connecting && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
 		if (connect_done(c) < 0) {
 			if (G.phase == PH_SETUP)
-				set_setup_error("cannot connect to %s:%d: %s", O.host, O.port,
+				set_setup_error("cannot connect to %s (%s %d): %s", O.host,
+						c->kind == K_SEND ? "sender" : "receiver", c->idx,
 						strerror(errno));
 			on_eof(c, errno);
 			return;
@@ -1345,7 +1355,7 @@ static void start_receiver(int i)
 		r->port = ntohs(sin.sin_port);
 		r->lis = conn_new(fd, K_LISTEN, i, G.rx_ep, EPOLLIN);
 	}
-	r->ctrl = connect_server(K_CTRL, i, G.rx_ep);
+	r->ctrl = connect_server(K_CTRL, i, G.rx_ep, O.rx_ports[i % O.nrx_ports]);
 	r->state = R_CONNECTING;
 	G.r_started++;
 }
@@ -1376,7 +1386,7 @@ static bool setup_senders(uint64_t deadline)
 		struct sender *s = &G.s[i];
 
 		snprintf(s->nick, sizeof s->nick, "%ss%d", O.nick_prefix, i);
-		s->c = connect_server(K_SEND, i, G.tx_ep);
+		s->c = connect_server(K_SEND, i, G.tx_ep, O.port);
 		s->state = S_CONNECTING;
 		G.s_started++;
 	}
@@ -1743,8 +1753,13 @@ static void report(const char *error, double setup_s, const struct pstat *base,
 	if (G.busy0 >= 0 && G.busy1 > 0 && dur > 0) {
 		/* What neither the server nor the generator used: other
 		 * programs on the machine, in % of one CPU. */
+		double watched = srv_cpu;
+
+		for (i = 1; i < O.nwatch; i++)
+			if (G.wwin0[i].ok && G.wwin1[i].ok)
+				watched += G.wwin1[i].cpu_s - G.wwin0[i].cpu_s;
 		gen = G.self1 - G.self0;
-		other = 100 * ((G.busy1 - G.busy0) - gen - srv_cpu) / dur;
+		other = 100 * ((G.busy1 - G.busy0) - gen - watched) / dur;
 		if (other < 0)
 			other = 0;
 		steal = 100 * (G.steal1 - G.steal0) / dur;
@@ -1800,6 +1815,13 @@ static void report(const char *error, double setup_s, const struct pstat *base,
 		print_pstat("after unsubscribing", unsub);
 		print_pstat("after closing", closed);
 	}
+	for (i = 1; i < O.nwatch; i++)
+		if (G.wwin0[i].ok && G.wwin1[i].ok)
+			printf("  also pid %-8d           cpu %.2f s in the window (%.0f%% of one core), "
+			       "peak rss %.1f MiB\n", (int)O.watch[i],
+			       G.wwin1[i].cpu_s - G.wwin0[i].cpu_s,
+			       dur > 0 ? 100 * (G.wwin1[i].cpu_s - G.wwin0[i].cpu_s) / dur : 0,
+			       (double)G.wend[i].hwm_kb / 1024.0);
 	if (error)
 		printf("  ERROR: %s\n", error);
 	fflush(stdout);
@@ -1840,6 +1862,27 @@ static void report(const char *error, double setup_s, const struct pstat *base,
 		kv_pstat(stdout, "unsub", unsub);
 		kv_pstat(stdout, "closed", closed);
 	}
+	if (O.nwatch > 1) {
+		/* Every --server-pid, the first again: CPU in the window, peak RSS. */
+		G.wwin0[0] = *win0;
+		G.wwin1[0] = *win1;
+		G.wend[0] = *end;
+		for (i = 0; i < O.nwatch; i++)
+			printf("%s%d", i ? "," : " watch_pids=", (int)O.watch[i]);
+		for (i = 0; i < O.nwatch; i++)
+			printf("%s%.1f", i ? "," : " watch_cpu_pct=",
+			       G.wwin0[i].ok && G.wwin1[i].ok && dur > 0
+			       ? 100 * (G.wwin1[i].cpu_s - G.wwin0[i].cpu_s) / dur : -1.0);
+		for (i = 0; i < O.nwatch; i++)
+			printf("%s%ld", i ? "," : " watch_hwm_kb=", G.wend[i].ok ? G.wend[i].hwm_kb : -1L);
+		/* context switches of all its threads over the window */
+		for (i = 0; i < O.nwatch; i++)
+			printf("%s%lld", i ? "," : " watch_ctxsw=",
+			       G.wwin0[i].ok && G.wwin1[i].ok && G.wwin0[i].ctxsw >= 0 &&
+			       G.wwin1[i].ctxsw >= 0 ? G.wwin1[i].ctxsw - G.wwin0[i].ctxsw : -1LL);
+		for (i = 0; i < O.nwatch; i++)
+			printf("%s%ld", i ? "," : " watch_threads=", G.wend[i].ok ? G.wend[i].threads : -1L);
+	}
 	printf(" error=%s\n", error ? "1" : "0");
 	fflush(stdout);
 }
@@ -1866,8 +1909,11 @@ static const char usage_text[] =
 	"  --setup-timeout SEC     (default 120)\n"
 	"  --connect-parallel N    receivers being set up at once (default 100; irc 10)\n"
 	"  --threads 1|2           one epoll loop, or senders and receivers apart (default 2)\n"
-	"  --server-pid PID        report the server's threads, RSS, fds, CPU and context\n"
-	"                          switches from /proc\n"
+	"  --server-pid PID[,PID]  report the server's threads, RSS, fds, CPU and context\n"
+	"                          switches from /proc; more PIDs (other servers of a\n"
+	"                          cluster): their CPU in the window and peak RSS too\n"
+	"  --rx-port PORT[,PORT]   receivers connect to these servers, in turn (default:\n"
+	"                          --port, where the senders connect)\n"
 	"  --listen-ip IP          receivers listen here (server5; default 127.0.0.1)\n"
 	"  --channel NAME          irc: channel (default #chatbench)\n"
 	"  --nick-prefix P         irc: nicks are Pr0.. and Ps0.. (default cb)\n"
@@ -1919,6 +1965,7 @@ static void parse_args(int argc, char **argv)
 		{ "connect-parallel", required_argument, NULL, 'C' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "server-pid", required_argument, NULL, 'X' },
+		{ "rx-port", required_argument, NULL, 'x' },
 		{ "listen-ip", required_argument, NULL, 'L' },
 		{ "channel", required_argument, NULL, 'c' },
 		{ "nick-prefix", required_argument, NULL, 'N' },
@@ -1981,7 +2028,37 @@ static void parse_args(int argc, char **argv)
 		case 'T': O.setup_timeout = num_arg("--setup-timeout", optarg, 1, 3600); break;
 		case 'C': O.parallel = (int)num_arg("--connect-parallel", optarg, 1, 100000); break;
 		case 't': O.threads = (int)num_arg("--threads", optarg, 1, 2); break;
-		case 'X': O.server_pid = (pid_t)num_arg("--server-pid", optarg, 1, 1 << 30); break;
+		case 'X': {
+			char *list = strdup(optarg), *tok, *save = NULL;
+
+			if (!list)
+				die("out of memory");
+			O.nwatch = 0;
+			for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				if (O.nwatch == MAX_WATCH)
+					usage("--server-pid: at most 16 PIDs");
+				O.watch[O.nwatch++] = (pid_t)num_arg("--server-pid", tok, 1, 1 << 30);
+			}
+			free(list);
+			if (O.nwatch == 0)
+				usage("--server-pid: a PID");
+			O.server_pid = O.watch[0];
+			break;
+		}
+		case 'x': {
+			char *list = strdup(optarg), *tok, *save = NULL;
+
+			if (!list)
+				die("out of memory");
+			O.nrx_ports = 0;
+			for (tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				if (O.nrx_ports == MAX_PORTS)
+					usage("--rx-port: at most 16 ports");
+				O.rx_ports[O.nrx_ports++] = (int)num_arg("--rx-port", tok, 1, 65535);
+			}
+			free(list);
+			break;
+		}
 		case 'L': O.listen_ip = optarg; break;
 		case 'c': O.channel = optarg; break;
 		case 'N': O.nick_prefix = optarg; break;
@@ -1996,6 +2073,10 @@ static void parse_args(int argc, char **argv)
 		usage("unexpected argument");
 	if (O.port == 0)
 		usage("--port is required");
+	if (O.nrx_ports == 0) {
+		O.rx_ports[0] = O.port;
+		O.nrx_ports = 1;
+	}
 	if (O.proto == P_IRC && O.size > MAX_SIZE_IRC)
 		usage("--size: at most 400 with --proto irc (an IRC line is 512 bytes)");
 	if (O.parallel == 0)
@@ -2139,14 +2220,24 @@ int main(int argc, char **argv)
 	G.self0 = self_cpu();
 	win0 = proc_sample(O.server_pid);
 	win0.ctxsw = O.server_pid ? proc_ctxsw(O.server_pid) : -1;
+	for (k = 1; k < O.nwatch; k++) {
+		G.wwin0[k] = proc_sample(O.watch[k]);
+		G.wwin0[k].ctxsw = proc_ctxsw(O.watch[k]);
+	}
 	sleep_until(G.t_stop);
 	win1 = proc_sample(O.server_pid);
 	win1.ctxsw = O.server_pid ? proc_ctxsw(O.server_pid) : -1;
+	for (k = 1; k < O.nwatch; k++) {
+		G.wwin1[k] = proc_sample(O.watch[k]);
+		G.wwin1[k].ctxsw = proc_ctxsw(O.watch[k]);
+	}
 	machine_cpu(&G.busy1, &G.steal1);
 	G.self1 = self_cpu();
 	for (k = 0; k < nw; k++)
 		pthread_join(wk[k].thread, NULL);
 	end = proc_sample(O.server_pid);
+	for (k = 1; k < O.nwatch; k++)
+		G.wend[k] = proc_sample(O.watch[k]);
 
 	teardown();
 	if (O.proto == P_S5 && O.server_pid)

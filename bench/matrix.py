@@ -1,33 +1,44 @@
 #!/usr/bin/env python3
-"""bench/matrix.py - the fixed benchmark matrix: server5 beside ngircd.
+"""bench/matrix.py - the fixed benchmark matrix: server5 beside ngircd, the
+pipe points and the cluster points.
 
-Run by `make bench` (see bench/bench.mk).  Every point starts a fresh
-server, runs bench/chatbench.c against it on loopback, stops the server and
-keeps chatbench's last output line (key=value pairs).  The same points also
-run against bench/trivial_relay.c, the generator's own ceiling, unless
---no-ceiling.  Prints the tables and writes build/bench/results.{json,md};
-every server's log and chatbench's full output go to build/bench/logs/.
+Run by `make bench` (see bench/bench.mk).  Every chatbench point starts a
+fresh server, runs bench/chatbench.c against it on loopback, stops the
+server and keeps chatbench's last output line (key=value pairs).  server5
+runs with its default queue options (--queue-limit 1000: where a fan-out
+waits; --stall-timeout 10: the only eviction); only its connection-count
+limits are raised for the matrix's clients, all from 127.0.0.1.  The same
+points also run against bench/trivial_relay.c, the generator's own
+ceiling, unless --no-ceiling.  Then the pipe points (bench/pipe.py: a file
+piped into chat -> chat, chat5 -> server5 -> 10 chat5, nc -> nc) and the
+cluster points (bench/cluster.py: two server5 through a 2-node NATS
+cluster, beside one).  Prints the tables and writes
+build/bench/results.{json,md}; every server's log and chatbench's full
+output go to build/bench/logs/.
 
     python3 bench/matrix.py --server5 ./server5 --tools build/bench
     python3 bench/matrix.py ... --only 100x2,lat100 --duration 5
+    python3 bench/matrix.py ... --only pipe            (or pipe-chat5, ...)
+    python3 bench/matrix.py ... --only cluster         (or cl1000x1, cllat1000)
     python3 bench/matrix.py --tools build/bench --ceiling   (trivial relay only)
     python3 bench/matrix.py ... --perf     (100x2 on server5 under perf record)
 """
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
-import platform
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+
+import cluster
+import pipe
+from benchlib import (can_connect, fnum, log, log_count, machine, median, parse_kv,
+                      port_free, raise_nofile, snapshot, source_version, wait_quiet)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -53,79 +64,20 @@ POINTS = [
 ]
 
 
-def log(msg):
-    print(msg, flush=True)
-
-
-def raise_nofile():
-    """Children inherit it: ngircd does not raise its own limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def busy_cpus(secs=1.0):
-    """CPUs' worth of busy time on the whole machine over secs (/proc/stat)."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-        return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-    hz = os.sysconf("SC_CLK_TCK")
-    a = sample()
-    time.sleep(secs)
-    return (sample() - a) / hz / secs
-
-
-def wait_quiet(limit_s, threshold=0.25):
-    """Waits (at most limit_s) until other programs use less than threshold
-    of a CPU, so that runs do not compete with them.  Returns the last
-    reading."""
-    deadline = time.monotonic() + limit_s
-    busy = busy_cpus()
-    warned = False
-    while busy > threshold and time.monotonic() < deadline:
-        if not warned:
-            log("  waiting for the machine to be quiet (other programs use %.0f%% of a "
-                "CPU)..." % (100 * busy))
-            warned = True
-        busy = busy_cpus(2.0)
-    if busy > threshold:
-        log("  machine still busy (%.0f%% of a CPU); measuring anyway" % (100 * busy))
-    return busy
-
-
-def port_free(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind(("127.0.0.1", port))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def can_connect(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
 class Server:
     """One fresh server process for one point."""
 
-    def __init__(self, kind, point, args, logpath):
+    def __init__(self, kind, point, args, logpath, extra=()):
         self.kind = kind
         self.logpath = logpath
         self.logf = open(logpath, "wb")
         n = point["receivers"] + point["senders"] + 64
         if kind == "server5":
-            queue = max(1000, WINDOW * point["senders"] + 1000)
+            # Its default queue options (--queue-limit 1000, --stall-timeout
+            # 10): only the connection-count limits are raised, since all
+            # the clients come from 127.0.0.1.
             argv = [args.server5, "--max-clients", str(n), "--max-per-ip", str(n),
-                    "--max-conns", str(n), "--queue-limit", str(queue), "127.0.0.1:0"]
+                    "--max-conns", str(n)] + list(extra) + ["127.0.0.1:0"]
         elif kind == "ngircd":
             if not port_free(NGIRCD_PORT):
                 raise RuntimeError("port %d (bench/ngircd.conf) is in use: is another "
@@ -174,29 +126,12 @@ class Server:
         return self.p.returncode
 
     def log_count(self, word):
-        with open(self.logpath, "rb") as f:
-            return sum(1 for line in f.read().decode(errors="replace").splitlines()
-                       if word in line)
+        return log_count(self.logpath, word)
 
 
-def parse_kv(line):
-    out = {}
-    for tok in line.split():
-        if "=" in tok:
-            k, v = tok.split("=", 1)
-            try:
-                out[k] = float(v) if any(c in v for c in ".e") else int(v)
-            except ValueError:
-                out[k] = v
-    return out
-
-
-def run_point(args, point, kind, logdir, rep, perf=False):
-    tag = "%s-%s-%d" % (point["name"], kind, rep + 1)
-    server = Server(kind, point, args, os.path.join(logdir, tag + ".server.log"))
-    argv = [os.path.join(args.tools, "chatbench"),
-            "--proto", "irc" if kind == "ngircd" else "server5",
-            "--port", str(server.port), "--server-pid", str(server.pid),
+def chatbench_argv(args, point, port, pids, tag):
+    argv = [os.path.join(args.tools, "chatbench"), "--port", str(port),
+            "--server-pid", ",".join(str(p) for p in pids),
             "-r", str(point["receivers"]), "-s", str(point["senders"]),
             "-d", str(args.duration), "--drain", str(args.drain), "--idle", str(args.idle),
             "--label", tag]
@@ -204,11 +139,17 @@ def run_point(args, point, kind, logdir, rep, perf=False):
         argv += ["--rate", str(point["rate"])]
     else:
         argv += ["-w", str(WINDOW)]
-    argv += args.chatbench_arg
+    return argv
+
+
+def run_chatbench(args, argv, logdir, tag, on_ready=None):
+    """Runs chatbench to its end; returns the key=value pairs of its last
+    line, with its stderr (last 20 lines) and exit status.  on_ready() is
+    called from here once its setup is done (perf record)."""
+    argv = argv + args.chatbench_arg
     timeout = args.duration + args.drain + 300
-    t0 = time.monotonic()
     out_path = os.path.join(logdir, tag + ".chatbench.txt")
-    perf_txt = None
+    extra = {}
     with open(out_path, "w") as outf:
         outf.write("# " + " ".join(argv) + "\n")
         outf.flush()
@@ -232,8 +173,8 @@ def run_point(args, point, kind, logdir, rep, perf=False):
                    threading.Thread(target=pump_out, daemon=True)]
         for th in readers:
             th.start()
-        if perf:
-            perf_txt = record_perf(args, server, ready, logdir, tag)
+        if on_ready:
+            extra = on_ready(ready) or {}
         try:
             cb.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -245,17 +186,35 @@ def run_point(args, point, kind, logdir, rep, perf=False):
         out = "".join(out_lines)
         outf.write("".join(err_lines))
         outf.write(out)
-    alive = server.alive()
-    status = server.stop()
     lines = [l for l in out.splitlines() if l.strip()]
     res = parse_kv(lines[-1]) if lines else {"error": "no output"}
+    res["chatbench_exit"] = cb.returncode
+    res["stderr"] = [l.rstrip("\n") for l in err_lines][-20:]
+    res.update(extra)
+    return res
+
+
+def run_point(args, point, kind, logdir, rep, perf=False):
+    tag = "%s-%s-%d" % (point["name"], kind, rep + 1)
+    t0 = time.monotonic()
+    server = Server(kind, point, args, os.path.join(logdir, tag + ".server.log"))
+    argv = chatbench_argv(args, point, server.port, [server.pid], tag)
+    argv += ["--proto", "irc" if kind == "ngircd" else "server5"]
+    on_ready = None
+    if perf:
+        def on_ready(ready):
+            txt = record_perf(args, server, ready, logdir, tag)
+            return {"perf_report": txt} if txt else {}
+    try:
+        res = run_chatbench(args, argv, logdir, tag, on_ready)
+    finally:
+        alive = server.alive()
+        status = server.stop()
     res["point"] = point["name"]
     res["server"] = kind
     res["wall_s"] = round(time.monotonic() - t0, 1)
     res["server_alive_after"] = alive
     res["server_exit"] = status
-    res["chatbench_exit"] = cb.returncode
-    res["stderr"] = [l.rstrip("\n") for l in err_lines][-20:]
     if kind == "server5":
         res["evictions"] = server.log_count("evicted")
         res["refusals"] = server.log_count("refused")
@@ -263,8 +222,6 @@ def run_point(args, point, kind, logdir, rep, perf=False):
         # Clients ngIRCd dropped for flooding or for not reading fast enough.
         res["ngircd_dropped"] = server.log_count("space exhausted") + \
             server.log_count("Excess Flood")
-    if perf_txt:
-        res["perf_report"] = perf_txt
     return res
 
 
@@ -296,16 +253,6 @@ def record_perf(args, server, ready, logdir, tag):
 
 # ---------------------------------------------------------------------------
 # Tables
-
-
-def fnum(v, digits=0):
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if digits == 0:
-        return "{:,.0f}".format(v)
-    return "{:,.{}f}".format(v, digits)
 
 
 def ms(res, key):
@@ -344,11 +291,6 @@ def health(res):
     return ", ".join(bad) if bad else "ok"
 
 
-def median(vals):
-    vals = sorted(v for v in vals if v is not None)
-    return vals[len(vals) // 2] if vals else None
-
-
 def group(results, point, server):
     return [r for r in results if r["point"] == point and r["server"] == server]
 
@@ -384,7 +326,7 @@ def all_health(runs):
 
 
 def compare_table(results):
-    rows = ["| point | metric | server5 | ngircd | server5 / ngircd | target (issue 5) | "
+    rows = ["| point | metric | server5 | ngircd | server5 / ngircd | target (issues 5, 9) | "
             "generator ceiling (trivial relay) |",
             "|---|---|---:|---:|---:|---|---:|"]
     spec = [
@@ -470,20 +412,6 @@ def hold_table(results):
     return "\n".join(rows)
 
 
-def source_version():
-    """The commit server5 was built from, and whether C sources differ."""
-    try:
-        head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain",
-                                "--untracked-files=no", "--", "*.c", "*.h", "Makefile"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + (" with uncommitted changes to C sources" if dirty else "") if head \
-        else "unknown"
-
-
 def build_commit(rev, out):
     """Builds server5 from commit rev (git archive, so the working tree is
     not touched) and returns the binary's path."""
@@ -508,57 +436,62 @@ def build_commit(rev, out):
     return binary, rev
 
 
-def snapshot(binary, out):
-    """A private copy of server5, so that a rebuild while the matrix runs
-    (make in another shell) cannot change the program half-way."""
-    with open(binary, "rb") as f:
-        data = f.read()
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    copy = os.path.join(out, "server5.bench")
-    with open(copy, "wb") as f:
-        f.write(data)
-    os.chmod(copy, 0o755)
-    return copy, digest
+def select(args):
+    """The chatbench points, pipe points and cluster points that --only asks
+    for (all of them without --only)."""
+    names = [p["name"] for p in POINTS]
+    if not args.only:
+        return POINTS, pipe.POINTS, cluster.POINTS
+    want = args.only.split(",")
+    for w in want:
+        if w not in names + pipe.NAMES + cluster.NAMES + ["pipe", "cluster"]:
+            sys.exit("matrix.py: --only: no point or section '%s' (points: %s; sections: "
+                     "pipe, cluster)" % (w, ", ".join(names + pipe.NAMES + cluster.NAMES)))
+    return ([p for p in POINTS if p["name"] in want],
+            [p for p in pipe.POINTS if p["name"] in want or "pipe" in want],
+            [p for p in cluster.POINTS if p["name"] in want or "cluster" in want])
 
 
-def machine():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return "%d CPUs (%s), Linux %s" % (os.cpu_count() or 0, cpu, platform.release())
+def chatbench_results(results):
+    return [r for r in results if "section" not in r]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server5", default=os.path.join(ROOT, "server5"))
+    ap.add_argument("--chat", default="",
+                    help="chat for the pipe points (default: next to --server5)")
+    ap.add_argument("--chat5", default="",
+                    help="chat5 for the pipe points (default: next to --server5)")
     ap.add_argument("--commit", default="",
-                    help="benchmark server5 as of this git commit (built from git "
-                         "archive under build/bench/) instead of --server5")
+                    help="benchmark server5 (and chat, chat5) as of this git commit (built "
+                         "from git archive under build/bench/) instead of --server5")
     ap.add_argument("--ngircd", default=shutil.which("ngircd") or "/usr/sbin/ngircd")
+    ap.add_argument("--nc", default=pipe.find_nc() or "",
+                    help="netcat-openbsd, for the pipe-nc point")
+    ap.add_argument("--nats-server", default=cluster.find_nats() or "",
+                    help="nats-server, for the cluster points")
     ap.add_argument("--tools", default=os.path.join(ROOT, "build", "bench"),
-                    help="directory with chatbench and trivial_relay")
+                    help="directory with chatbench, trivial_relay and linesink")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
     ap.add_argument("--duration", type=float, default=8.0,
-                    help="seconds of load per run (default 8)")
+                    help="seconds of load per chatbench run (default 8)")
     ap.add_argument("--drain", type=float, default=15.0,
                     help="max seconds to wait for deliveries after sending stops")
     ap.add_argument("--idle", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=3,
-                    help="runs of each server5/ngircd comparison point; the tables "
-                         "show the median (default 3)")
-    ap.add_argument("--only", default="", help="comma-separated point names")
+                    help="runs of each server5/ngircd comparison point, pipe point and "
+                         "cluster point; the tables show the median (default 3)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated point names, or the sections pipe, cluster")
     ap.add_argument("--servers", default="server5,ngircd,trivial")
     ap.add_argument("--no-ceiling", action="store_true", help="skip the trivial relay")
     ap.add_argument("--ceiling", action="store_true", help="only the trivial relay")
     ap.add_argument("--perf", action="store_true",
                     help="only 100x2 on server5, under perf record")
+    ap.add_argument("--pipe-timeout", type=float, default=120.0,
+                    help="pipe points: give up on a run after this many seconds")
     ap.add_argument("--quiet-wait", type=float, default=60.0,
                     help="max seconds to wait at the start for other programs to go "
                          "quiet (default 60; then at most 10 s before each run; 0: never "
@@ -570,22 +503,23 @@ def main():
     servers = args.servers.split(",")
     if args.no_ceiling and "trivial" in servers:
         servers.remove("trivial")
+    points, pipe_points, cluster_points = select(args)
     if args.ceiling:
         servers = ["trivial"]
-    points = POINTS
-    if args.only:
-        want = args.only.split(",")
-        points = [p for p in POINTS if p["name"] in want]
+        pipe_points, cluster_points = [], []
     if args.perf:
         points = [p for p in POINTS if p["name"] == "100x2"]
         servers = ["server5"]
         args.repeat = 1
-    for tool in ("chatbench", "trivial_relay"):
+        pipe_points, cluster_points = [], []
+    tools = ["chatbench", "trivial_relay"] + (["linesink", "peakrss"] if pipe_points else [])
+    for tool in tools:
         if not os.access(os.path.join(args.tools, tool), os.X_OK):
             sys.exit("matrix.py: %s not built (make bench-tools)" % tool)
-    if "server5" in servers and not args.commit and not os.access(args.server5, os.X_OK):
+    need_s5 = ("server5" in servers and points) or pipe_points or cluster_points
+    if need_s5 and not args.commit and not os.access(args.server5, os.X_OK):
         sys.exit("matrix.py: %s not built (make programs)" % args.server5)
-    if "ngircd" in servers and not os.access(args.ngircd, os.X_OK):
+    if "ngircd" in servers and points and not os.access(args.ngircd, os.X_OK):
         sys.exit("matrix.py: ngircd not found (scripts/deps.sh bench installs it)")
 
     logdir = os.path.join(args.out, "logs")
@@ -602,40 +536,73 @@ def main():
                 if s == "trivial" and rep > 0:
                     continue
                 runs.append((p, s, rep))
+    # The cluster points are compared with server5 alone at the same load:
+    # when the matrix does not run those points, the cluster section does.
+    cluster_runs = []
+    for c in cluster_points:
+        base = [p for p in POINTS if p["name"] == c["base"]][0]
+        have_base = any(p is base and s == "server5" for p, s, _ in runs)
+        for rep in range(max(1, args.repeat)):
+            if not have_base:
+                cluster_runs.append(("base", base, rep))
+            cluster_runs.append(("cluster", c, rep))
+
     ngv = ""
-    if "ngircd" in servers:
+    if "ngircd" in servers and points:
         ngv = subprocess.run([args.ngircd, "--version"], capture_output=True,
                              text=True).stdout.splitlines()[0]
-    if "server5" in servers:
+    version = "-"
+    if need_s5:
         if args.commit:
-            args.server5, rev = build_commit(args.commit, args.out)
+            server5, rev = build_commit(args.commit, args.out)
+            src = os.path.dirname(server5)
+            args.server5 = server5
+            args.chat = args.chat or os.path.join(src, "chat")
+            args.chat5 = args.chat5 or os.path.join(src, "chat5")
             version = rev
         else:
             version = source_version()
-        args.server5, digest = snapshot(args.server5, args.out)
-        version += " (binary sha256 %s)" % digest
-    else:
-        version = "-"
-    log("bench: %d runs of %s s load each; %s; server5 from %s" % (
-        len(runs), fnum(args.duration), machine(), version))
+        bindir = os.path.dirname(os.path.abspath(args.server5))
+        args.server5, digest = snapshot(args.server5, args.out, "server5")
+        version += " (server5 sha256 %s" % digest
+        if pipe_points:
+            for prog in ("chat", "chat5"):
+                path = getattr(args, prog) or os.path.join(bindir, prog)
+                if not os.access(path, os.X_OK):
+                    sys.exit("matrix.py: %s not built (make programs)" % path)
+                copy, d = snapshot(path, args.out, prog)
+                setattr(args, prog, copy)
+                version += ", %s %s" % (prog, d)
+        version += ")"
+    nats_problem = None
+    if cluster_points:
+        if not args.nats_server or not os.access(args.nats_server, os.X_OK):
+            nats_problem = "nats-server not found (%s; scripts/deps.sh bench installs it)" \
+                % (args.nats_server or "not in PATH")
+        else:
+            nats_problem = cluster.nats_support(args.server5, logdir)
+        if nats_problem:
+            log("bench: no cluster points: %s" % nats_problem)
+            cluster_runs = []
+    log("bench: %d chatbench runs of %s s load each, %d pipe runs, %d cluster runs; %s; "
+        "programs from %s" % (len(runs) + len(cluster_runs), fnum(args.duration),
+                              len(pipe_points) * max(1, args.repeat),
+                              sum(1 for k, _, _ in cluster_runs if k == "cluster"),
+                              machine(), version))
     if ngv:
         log("bench: %s" % ngv)
     results = []
     t_all = time.monotonic()
-    for i, (point, kind, rep) in enumerate(runs):
-        log("[%d/%d] %s on %s%s: %s" % (i + 1, len(runs), point["name"], kind,
-                                         " (run %d)" % (rep + 1) if rep else "", point["title"]))
-        quiet = None
-        if args.quiet_wait > 0:
-            quiet = wait_quiet(args.quiet_wait if i == 0 else min(10.0, args.quiet_wait))
-        try:
-            res = run_point(args, point, kind, logdir, rep, perf=args.perf)
-        except RuntimeError as e:
-            log("  FAILED: %s" % e)
-            res = {"point": point["name"], "server": kind, "error": str(e)}
-        res["drain_s"] = args.drain
-        res["busy_before"] = quiet
-        results.append(res)
+    first = [True]
+
+    def quiet_first():
+        if args.quiet_wait <= 0:
+            return None
+        limit = args.quiet_wait if first[0] else min(10.0, args.quiet_wait)
+        first[0] = False
+        return wait_quiet(limit)
+
+    def report_run(res):
         log("  %s deliveries/s, %s msgs/s sent, ratio %s, p50 %s ms, p99 %s ms, "
             "server CPU %s%%, %s (%s s)" % (
                 fnum(res.get("deliveries_per_s")), fnum(res.get("sent_per_s")),
@@ -646,23 +613,81 @@ def main():
             if "setup:" not in line:
                 log("    chatbench: " + line.split("chatbench: ", 1)[-1])
 
+    for i, (point, kind, rep) in enumerate(runs):
+        log("[%d/%d] %s on %s%s: %s" % (i + 1, len(runs), point["name"], kind,
+                                         " (run %d)" % (rep + 1) if rep else "", point["title"]))
+        quiet = quiet_first()
+        try:
+            res = run_point(args, point, kind, logdir, rep, perf=args.perf)
+        except RuntimeError as e:
+            log("  FAILED: %s" % e)
+            res = {"point": point["name"], "server": kind, "error": str(e)}
+        res["drain_s"] = args.drain
+        res["busy_before"] = quiet
+        results.append(res)
+        report_run(res)
+
+    if pipe_points:
+        results += pipe.run_all(args, pipe_points, logdir, quiet_first)
+
+    for i, (what, point, rep) in enumerate(cluster_runs):
+        log("[cluster %d/%d] %s%s: %s" % (
+            i + 1, len(cluster_runs), point["name"], " (run %d)" % (rep + 1) if rep else "",
+            point["title"] if what == "cluster" else "server5 alone, for comparison: " +
+            point["title"]))
+        quiet = quiet_first()
+        try:
+            if what == "cluster":
+                res = cluster.run(args, point, logdir, rep, sys.modules[__name__])
+            else:
+                res = run_point(args, point, "server5", logdir, rep)
+        except RuntimeError as e:
+            log("  FAILED: %s" % e)
+            res = {"point": point["name"], "error": str(e),
+                   "server": "server5 x 2 + NATS" if what == "cluster" else "server5"}
+            if what == "cluster":
+                res["section"] = "cluster"
+        res["drain_s"] = args.drain
+        res["busy_before"] = quiet
+        results.append(res)
+        report_run(res)
+
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     md = []
-    md.append("Measured %s on %s; server5 from commit %s; %s s of load per run, drain up "
-              "to %s s; comparison points: median of %d runs (min-max); %s" % (
+    md.append("Measured %s on %s; programs from commit %s; %s s of load per chatbench run, "
+              "drain up to %s s; median of %d runs (min-max); %s" % (
                   when, machine(), version, fnum(args.duration), fnum(args.drain),
                   args.repeat, ngv or ""))
     md.append("")
-    if any(r["server"] in ("server5", "ngircd") for r in results):
-        md.append(compare_table(results))
+    cb = chatbench_results(results)
+    if any(r["server"] in ("server5", "ngircd") for r in cb if r["point"] in
+           [p["name"] for p in points]):
+        md.append(compare_table(cb))
         md.append("")
-    md.append("Median run of each point:")
-    md.append("")
-    md.append(detail_table(results))
-    hold = hold_table(results)
+    if cb:
+        md.append("Median run of each point:")
+        md.append("")
+        md.append(detail_table(cb))
+    hold = hold_table(cb)
     if hold:
         md.append("")
         md.append(hold)
+    pt = pipe.table(results)
+    if pt:
+        md.append("")
+        md.append("Pipe points (issue 9): a file piped into chat or chat5, every line to "
+                  "every reader:")
+        md.append("")
+        md.append(pt)
+    if cluster_points:
+        md.append("")
+        md.append("Cluster points (issue 12): two server5 joined through a 2-node NATS "
+                  "cluster beside one server5:")
+        md.append("")
+        if nats_problem:
+            md.append("Not run: %s." % nats_problem)
+        else:
+            md.append(cluster.table(results, health, ms))
     text = "\n".join(md)
     log("")
     log(text)
@@ -674,7 +699,8 @@ def main():
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"when": when, "machine": machine(), "ngircd": ngv, "commit": version,
                    "duration": args.duration, "drain": args.drain, "repeat": args.repeat,
-                   "results": results}, f, indent=1)
+                   "nats_problem": nats_problem, "results": results}, f, indent=1,
+                  default=str)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,19 @@
 #
 #   bench/run.sh server5 -r 100 -s 2 -w 1000 -d 8        # a matrix point
 #   bench/run.sh ngircd  -r 1000 -s 1 --rate 50 -d 8
-#   SERVER5_ARGS="--queue-limit 1000" bench/run.sh server5 -r 10 -d 5
+#   SERVER5_ARGS="--max-clients 100 --stall-timeout 5" bench/run.sh server5 -r 10 -d 5
 #
 # SERVER5 (default ./server5) and BENCH_TOOLS (default build/bench) say
-# where the programs are; SERVER5_ARGS replaces server5's limit options.
+# where the programs are; SERVER5_ARGS replaces server5's limit options
+# (by default only the connection counts are raised, as `make bench` does:
+# its queue options, --queue-limit and --stall-timeout, stay the defaults).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 tools=${BENCH_TOOLS:-$root/build/bench}
 server5=${SERVER5:-$root/server5}
-server5_args=${SERVER5_ARGS:---max-clients 10000 --max-per-ip 10000 --max-conns 10000 --queue-limit 4000}
+server5_args=${SERVER5_ARGS:---max-clients 10000 --max-per-ip 10000 --max-conns 10000}
 
 if [ $# -lt 1 ]; then
 	echo "usage: bench/run.sh server5|ngircd|trivial [chatbench options...]" >&2
