@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 from benchlib import (Proc, fnum, free_port, log, log_count, log_lines, machine_busy_s,
@@ -48,7 +49,10 @@ POINTS = [
          title="100,000 lines piped into chat5 -> server5 (default options) -> 10 chat5 readers"),
     dict(name="pipe-nc", kind="nc", readers=1,
          title="the same bytes piped into nc -> nc (netcat-openbsd)"),
+    dict(name="pipe-python", kind="python", readers=1,
+         title="the same file through a simple Python chat -> 1 Python reader (bench/pychat.py)"),
 ]
+PYCHAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pychat.py")
 NAMES = [p["name"] for p in POINTS]
 
 
@@ -132,6 +136,8 @@ def run(args, point, logdir, rep, lines_path, nbytes):
             rpath, rf = logfile(label)
             if kind == "chat":
                 argv = [args.chat, label, "0"]
+            elif kind == "python":
+                argv = [sys.executable, PYCHAT, label, "0"]
             elif kind == "chat5":
                 argv = [args.chat5, label, "0", "127.0.0.1:%d" % sport]
             else:
@@ -143,7 +149,7 @@ def run(args, point, logdir, rep, lines_path, nbytes):
             procs.append(("reader", r, rpath))
 
         # Wait until they can take the first line.
-        if kind == "chat":
+        if kind in ("chat", "python"):
             lines = wait_log(procs[-1][2], lambda ls: any("listening on port" in l for l in ls),
                              15, [readers[0].p], "chat reader listening")
             port = int(re.search(r"listening on port (\d+)",
@@ -160,6 +166,8 @@ def run(args, point, logdir, rep, lines_path, nbytes):
         # size (polled every 2 ms; verified line by line afterwards).
         if kind == "chat":
             argv = [args.chat, SENDER, "0", "127.0.0.1:%d" % port]
+        elif kind == "python":
+            argv = [sys.executable, PYCHAT, SENDER, "0", "127.0.0.1:%d" % port]
         elif kind == "chat5":
             argv = [args.chat5, SENDER, "0", "127.0.0.1:%d" % sport]
         else:
