@@ -125,6 +125,7 @@ unit: $(UNIT_TESTS)
 e2e: programs
 	cd tests/e2e && CHAT=$(abspath $(O))/chat CHAT5=$(abspath $(O))/chat5 \
 		SERVER5=$(abspath $(O))/server5 E2E_TIMEOUT=$(E2E_TIMEOUT) \
+		E2E_SANITIZER=$(E2E_SANITIZER) \
 		pytest -q -rs -m "not valgrind" $(E2E_ARGS)
 
 E2E_TIMEOUT ?= 10
@@ -136,12 +137,12 @@ SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=all
 check-asan: test-deps
 	@$(MAKE) --no-print-directory O=build/asan CC=clang \
 		CFLAGS="$(SAN_FLAGS) -fsanitize=address,undefined" \
-		LDFLAGS="-fsanitize=address,undefined" E2E_TIMEOUT=30 unit e2e
+		LDFLAGS="-fsanitize=address,undefined" E2E_TIMEOUT=30 E2E_SANITIZER=asan unit e2e
 
 check-tsan: test-deps
 	@$(MAKE) --no-print-directory O=build/tsan CC=clang \
 		CFLAGS="$(SAN_FLAGS) -fsanitize=thread" \
-		LDFLAGS="-fsanitize=thread" E2E_TIMEOUT=40 unit e2e
+		LDFLAGS="-fsanitize=thread" E2E_TIMEOUT=40 E2E_SANITIZER=tsan unit e2e
 
 check-sanitizers: check-asan check-tsan
 

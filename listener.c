@@ -319,17 +319,19 @@ static void *listener_main(void *arg)
 struct listener *listener_open(const char *host, uint16_t *port,
 			       const struct listener_config *cfg)
 {
-	struct listener *l = calloc(1, sizeof *l);
+	struct listener *l;
 	char err[128];
-	int rc;
+	int rc, fd = net_listen(host, *port, err, sizeof err);
 
-	if (!l)
-		log_die(1, "out of memory");
-	l->fd = net_listen(host, *port, err, sizeof err);
-	if (l->fd < 0)
+	/* Listen before anything is allocated: failing here is common. */
+	if (fd < 0)
 		log_die(1, "cannot listen on %s%sport %u: %s", host ? host : "",
 			host ? " " : "", *port, err);
-	*port = net_local_port(l->fd);
+	l = calloc(1, sizeof *l);
+	if (!l)
+		log_die(1, "out of memory");
+	l->fd = fd;
+	*port = net_local_port(fd);
 	l->cfg = *cfg;
 	if (wake_init(&l->stop_wake) < 0 || reaper_init(&l->reaper) < 0)
 		log_die(1, "cannot start the listener: %s", strerror(errno));

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from conftest import CHAT, CHAT5, TIMEOUT, connect
+from conftest import CHAT, CHAT5, TIMEOUT, connect, memory_bounds_apply
 from relay_helpers import (  # noqa: F401 (closing is a fixture)
     _lines, chat_obj, closing, count_lines, ctl_obj, loop, wait_eof, wait_line,
     wait_until, wire,
@@ -416,7 +416,8 @@ def test_subscribe_unsubscribe_churn_keeps_threads_and_rss_bounded(procs, closin
                   threads_before=base, threads_after=after, rss_before_kb=base_rss, rss_after_kb=rss_after,
                   connect_backs=sink.accepted(), server_lines=len(new_lines))
     assert mon.max_threads("during") <= base + 16 + 16 + 4, mon.summary()
-    assert rss_after <= base_rss + 8 * 1024
+    if memory_bounds_apply():
+        assert rss_after <= base_rss + 8 * 1024
     # 24,000 subscribe and unsubscribe lines, within one connection's budget.
     assert len(new_lines) <= 50 + 3 * (handled + settle + 3), new_lines[48:55]
     # Still serving.
