@@ -668,7 +668,7 @@ def test_sender_memory_bounded_with_slow_but_live_reader(procs, closing):
     # far bigger than that and must never be held whole.
     if memory_bounds_apply():
         assert grew < 8 * 1024, "VmHWM grew by %d KiB while the input is %d KiB" % (grew, len(data) >> 10)
-    assert peak["hwm_kb"] < 64 * 1024
+        assert peak["hwm_kb"] < 64 * 1024
 
 
 def test_server5_help_states_the_memory_bounds():
