@@ -3,9 +3,12 @@
  * With --nats, every chat message a local client sends is also published,
  * as the same serialized bytes, on the room's subject; every message
  * another server5 published there is handed to deliver(), which runs the
- * same waiting fan-out as local messages, on a thread of our own so that
- * NATS's dispatch thread is never held for long.  Built when pkg-config
- * finds libnats; otherwise cluster_start says so and exits 2. */
+ * same waiting fan-out as local messages, on a thread of our own: NATS's
+ * delivery thread only hands messages over, and waits only while that
+ * bounded hand-over is full (the fan-out behind it waiting for a slow
+ * subscriber, at most the stall timeout); meanwhile the subscription's
+ * pending limits bound what NATS holds, and what passes them is counted.
+ * Built when pkg-config finds libnats; otherwise --nats is refused. */
 #ifndef CLUSTER_H
 #define CLUSTER_H
 
