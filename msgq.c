@@ -91,14 +91,29 @@ static int grow(struct msgq *q)
 	return 0;
 }
 
-static void wake_consumer_locked(struct msgq *q)
+/* Wakes the consumer.  Callers on the hot path claim the wake under the
+ * lock and signal after unlocking: a consumer woken while the lock is
+ * still held would only block on it again (a second futex wake per
+ * message).  The push it is told of happened under the lock, so the
+ * signal cannot be missed. */
+static void claim_wake(struct msgq *q)
 {
 	q->consumer_idle = false;
 	q->wake_owed = false;
+}
+
+static void signal_consumer(struct msgq *q)
+{
 	if (q->consumer_wake)
 		wake_poke(q->consumer_wake);
 	else
 		cond_signal(&q->nonempty);
+}
+
+static void wake_consumer_locked(struct msgq *q)
+{
+	claim_wake(q);
+	signal_consumer(q);
 }
 
 /* Somebody waiting for room may go on now. */
@@ -112,8 +127,11 @@ static void room_made(struct msgq *q)
 	}
 }
 
-/* Appends m (which fits, or the mode drops); returns how many were dropped. */
-static size_t append(struct msgq *q, struct msg *m, bool *wake_owed)
+/* Appends m (which fits, or the mode drops); returns how many were
+ * dropped.  An idle consumer's wake is either owed (*wake_owed, for the
+ * caller to deliver later with msgq_wake_consumer) or claimed (*wake_now,
+ * to signal once the lock is released). */
+static size_t append(struct msgq *q, struct msg *m, bool *wake_owed, bool *wake_now)
 {
 	size_t dropped = 0;
 
@@ -125,9 +143,10 @@ static size_t append(struct msgq *q, struct msg *m, bool *wake_owed)
 	q->count++;
 	q->bytes += m->len;
 	if (q->consumer_idle) {
-		if (!wake_owed)
-			wake_consumer_locked(q);
-		else if (!q->wake_owed)
+		if (!wake_owed) {
+			claim_wake(q);
+			*wake_now = true;
+		} else if (!q->wake_owed)
 			q->wake_owed = *wake_owed = true;
 	}
 	return dropped;
@@ -145,6 +164,7 @@ void msgq_set_mode(struct msgq *q, enum msgq_mode mode)
 int msgq_offer(struct msgq *q, struct msg *m, size_t *dropped, bool *wake_owed)
 {
 	size_t gone = 0;
+	bool wake_now = false;
 	int rc = 1;
 
 	if (wake_owed)
@@ -159,9 +179,11 @@ int msgq_offer(struct msgq *q, struct msg *m, size_t *dropped, bool *wake_owed)
 			wake_consumer_locked(q);
 		rc = 0;
 	} else {
-		gone = append(q, m, wake_owed);
+		gone = append(q, m, wake_owed, &wake_now);
 	}
 	unlock(&q->lock);
+	if (wake_now)
+		signal_consumer(q);
 	if (dropped)
 		*dropped = gone;
 	return rc;
@@ -169,6 +191,7 @@ int msgq_offer(struct msgq *q, struct msg *m, size_t *dropped, bool *wake_owed)
 
 int msgq_push(struct msgq *q, struct msg *m, bool *wake_owed)
 {
+	bool wake_now = false;
 	int rc = 0;
 
 	if (wake_owed)
@@ -185,17 +208,24 @@ int msgq_push(struct msgq *q, struct msg *m, bool *wake_owed)
 	if (q->closed || m->len > q->max_bytes || grow(q) < 0)
 		rc = -1;
 	else
-		append(q, m, wake_owed);
+		append(q, m, wake_owed, &wake_now);
 	unlock(&q->lock);
+	if (wake_now)
+		signal_consumer(q);
 	return rc;
 }
 
 void msgq_wake_consumer(struct msgq *q)
 {
+	bool owed;
+
 	lock(&q->lock);
-	if (q->wake_owed)
-		wake_consumer_locked(q);
+	owed = q->wake_owed;
+	if (owed)
+		claim_wake(q);
 	unlock(&q->lock);
+	if (owed)
+		signal_consumer(q);
 }
 
 size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,

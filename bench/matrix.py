@@ -489,7 +489,7 @@ def main():
     ap.add_argument("--no-ceiling", action="store_true", help="skip the trivial relay")
     ap.add_argument("--ceiling", action="store_true", help="only the trivial relay")
     ap.add_argument("--perf", action="store_true",
-                    help="only 100x2 on server5, under perf record")
+                    help="only 100x2 (or the --only points) on server5, under perf record")
     ap.add_argument("--pipe-timeout", type=float, default=120.0,
                     help="pipe points: give up on a run after this many seconds")
     ap.add_argument("--quiet-wait", type=float, default=60.0,
@@ -508,7 +508,8 @@ def main():
         servers = ["trivial"]
         pipe_points, cluster_points = [], []
     if args.perf:
-        points = [p for p in POINTS if p["name"] == "100x2"]
+        wanted = args.only.split(",") if args.only else ["100x2"]
+        points = [p for p in POINTS if p["name"] in wanted]
         servers = ["server5"]
         args.repeat = 1
         pipe_points, cluster_points = [], []
