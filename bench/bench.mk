@@ -10,7 +10,8 @@
 #                         chat5, nc -> nc; under a minute
 #   make bench-cluster    only the cluster points (bench/cluster.py): two
 #                         server5 through a 2-node NATS cluster beside one
-#   make bench-tools      only build chatbench, trivial_relay, linesink, peakrss
+#   make bench-tools      only build chatbench, trivial_relay, linesink, peakrss,
+#                         jsonfloor
 #   make bench-ceiling    chatbench against trivial_relay only (its own ceiling)
 #   make bench-perf       the 100 x 2 point on server5 under perf record
 #
@@ -20,7 +21,8 @@
 BENCH_O      = build/bench
 BENCH_CFLAGS = -std=c11 -O2 -g -pthread -Wall -Wextra -Wpedantic -Wshadow \
                -Wconversion -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Wvla
-BENCH_TOOLS  = $(BENCH_O)/chatbench $(BENCH_O)/trivial_relay $(BENCH_O)/linesink $(BENCH_O)/peakrss
+BENCH_TOOLS  = $(BENCH_O)/chatbench $(BENCH_O)/trivial_relay $(BENCH_O)/linesink $(BENCH_O)/peakrss \
+               $(BENCH_O)/jsonfloor
 BENCH_ARGS  ?=
 PYTHON      ?= python3
 
@@ -34,6 +36,12 @@ bench-tools: $(BENCH_TOOLS)
 $(BENCH_O)/%: bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -pthread
+
+# json-c's own cost per message, the floor under the pipe points' readers.
+$(BENCH_O)/jsonfloor: bench/jsonfloor.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags json-c) -o $@ $< \
+		$(shell pkg-config --libs json-c)
 
 bench: bench-deps
 	@$(MAKE) --no-print-directory programs bench-tools

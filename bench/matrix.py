@@ -513,7 +513,7 @@ def main():
         servers = ["server5"]
         args.repeat = 1
         pipe_points, cluster_points = [], []
-    tools = ["chatbench", "trivial_relay"] + (["linesink", "peakrss"] if pipe_points else [])
+    tools = ["chatbench", "trivial_relay"] + (["linesink", "peakrss", "jsonfloor"] if pipe_points else [])
     for tool in tools:
         if not os.access(os.path.join(args.tools, tool), os.X_OK):
             sys.exit("matrix.py: %s not built (make bench-tools)" % tool)

@@ -318,7 +318,42 @@ def run_all(args, points, logdir, quiet):
                 fnum(res.get("lines_per_s")), fnum(res.get("deliveries_per_s")),
                 fnum(res.get("elapsed_s"), 3), mib(res.get("sender_rss_kb")),
                 mib(res.get("server5_rss_kb")), mib(res.get("reader_rss_kb")), health(res)))
+    if any(p["kind"] == "chat5" for p in points):
+        floor = json_floor(args, lines_path)
+        if floor:
+            results.append(floor)
     return results
+
+
+def json_floor(args, lines_path):
+    """json-c's own cost per message (bench/jsonfloor.c): the floor under
+    every reader of the chat5 point."""
+    tool = os.path.join(args.tools, "jsonfloor")
+    if not os.access(tool, os.X_OK):
+        log("bench: %s not built (make bench-tools): no json-c floor" % tool)
+        return None
+    out = subprocess.run([tool, lines_path, SENDER, "7"], capture_output=True, text=True)
+    m = re.search(r"(\d+) ns of CPU per object", out.stdout)
+    if out.returncode != 0 or not m:
+        log("bench: jsonfloor failed: %s" % (out.stderr.strip() or out.stdout.strip()))
+        return None
+    log("  json-c alone: %s" % out.stdout.strip())
+    return dict(point="jsonfloor", section="pipe", ns_per_object=int(m.group(1)))
+
+
+def floor_note(results):
+    """json-c's cost beside what the chat5 point's readers spent in all."""
+    floor = next((r for r in results if r.get("point") == "jsonfloor"), None)
+    rep = representative([r for r in results if r.get("point") == "pipe-chat5"])
+    if not floor or not rep or rep.get("reader_cpu_s") is None:
+        return ""
+    spent = rep["reader_cpu_s"] / (NLINES * CHAT5_READERS) * 1e9
+    return ("json-c alone (bench/jsonfloor.c: the readers' tokener, flags and field "
+            "lookups, C locale, CPU time): %d ns per object; the chat5 point's readers "
+            "spent %.0f ns of CPU per object in all (receiving, scanning, json-c, "
+            "printing).  This host's speed drifts by up to 2x from minute to minute: "
+            "compare the two within one run only."
+            % (floor["ns_per_object"], spent))
 
 
 def mib(kb):
@@ -388,6 +423,10 @@ def table(results):
                 % (fnum(NLINES), LINE_BYTES, fnum(NLINES * LINE_BYTES),
                    "met" if mx and mx < RSS_LIMIT_KB else "**not met**", mib(mx),
                    os.cpu_count() or 0))
+    note = floor_note(results)
+    if note:
+        rows.append("")
+        rows.append(note)
     return "\n".join(rows)
 
 
