@@ -30,6 +30,9 @@
 #define CLOSE_LINGER_MS 1000		/* waiting for the peer's EOF at the end */
 #define READ_ROUNDS 16			/* reads per wake-up, so writes get a turn */
 #define READ_CHUNK 16384
+/* How often to ask the kernel what the peer acknowledged after writes:
+ * often, since a link on probation goes live again only once it knows. */
+#define SETTLE_EVERY_MS 50
 
 /* How a connection ended. */
 enum ending { END_CLEAN, END_RESET, END_ERROR, END_QUIET };
@@ -268,7 +271,7 @@ static void write_side(struct link *l)
 	}
 	if (w == 0)
 		return;
-	tcpout_settle_lazily(&l->out, l->fd);
+	tcpout_settle_lazily(&l->out, l->fd, SETTLE_EVERY_MS);
 	if (!l->probation) {
 		l->backoff_ms = BACKOFF_MIN_MS;
 	} else if (!pending(l) && !tcpout_waiting(&l->out)) {
@@ -287,7 +290,7 @@ static int stall_left(struct link *l)
 
 	if (l->fd < 0 || l->cfg.stall_ms <= 0)
 		return -1;
-	tcpout_settle_lazily(&l->out, l->fd);
+	tcpout_settle_lazily(&l->out, l->fd, SETTLE_EVERY_MS);
 	left = tcpout_stall_left(&l->out, l->cfg.stall_ms);
 	if (left == 0) {
 		/* Ask for real before calling it a stall. */

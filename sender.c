@@ -20,6 +20,10 @@
 #define CONNECT_TIMEOUT_MS 2000		/* connecting back to a subscriber */
 #define PEER_CHECK_MS 50		/* how often a sender looks for EOF */
 #define CLOSE_LINGER_MS 1000		/* after the last delivery */
+/* How often a sender asks the kernel what was acknowledged after writes:
+ * a relay runs a thousand senders, and the stall check asks for real
+ * before it evicts anyone. */
+#define SETTLE_EVERY_MS 1000
 
 struct sender {
 	struct reaped reaped;		/* first: the reaper hands it back */
@@ -313,7 +317,7 @@ static bool write_out(struct sender *s)
 		if (tcpout_pending(&s->out) > 0 && !wait_writable(s, fd))
 			return false;
 	}
-	tcpout_settle_lazily(&s->out, fd);
+	tcpout_settle_lazily(&s->out, fd, SETTLE_EVERY_MS);
 	return true;
 }
 

@@ -188,9 +188,9 @@ static uint64_t unacked(int fd, const struct tcpout *o)
 	return 0;
 }
 
-void tcpout_settle_lazily(struct tcpout *o, int fd)
+void tcpout_settle_lazily(struct tcpout *o, int fd, int every_ms)
 {
-	if (mono_now_ms() - o->settled_ms >= TCPOUT_SETTLE_EVERY_MS)
+	if (mono_now_ms() - o->settled_ms >= every_ms)
 		tcpout_settle(o, fd);
 }
 

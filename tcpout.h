@@ -75,10 +75,9 @@ ssize_t tcpout_write(struct tcpout *o, int fd);
  * looking at the stall clock.  Cheap: one ioctl. */
 void tcpout_settle(struct tcpout *o, int fd);
 
-/* tcpout_settle, but at most every TCPOUT_SETTLE_EVERY_MS: after each
- * write, where an ioctl per write would cost as much as the write. */
-#define TCPOUT_SETTLE_EVERY_MS 50
-void tcpout_settle_lazily(struct tcpout *o, int fd);
+/* tcpout_settle, but at most every every_ms: after each write, where an
+ * ioctl per write would cost as much as the write. */
+void tcpout_settle_lazily(struct tcpout *o, int fd, int every_ms);
 
 /* Whether the peer owes us something: messages to write, or bytes
  * written that it has not acknowledged. */
