@@ -296,13 +296,19 @@ def split_json(data):
 
 class FakePeer:
     """A listening test socket that records every accepted connection and
-    the bytes each one sent."""
+    the bytes each one sent.  Each connection is served by handle(entry)
+    on a thread of its own, entry = [socket, bytearray, closed]; a subclass
+    serves them otherwise by overriding it."""
 
-    def __init__(self, host="127.0.0.1", family=socket.AF_INET):
+    def __init__(self, host="127.0.0.1", family=None, port=0, rcvbuf=None, backlog=64):
+        if family is None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
-        self.sock.listen(64)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
         self.port = self.sock.getsockname()[1]
         self.conns = []  # [socket, bytearray, closed]
         self._lock = threading.Lock()
@@ -322,9 +328,9 @@ class FakePeer:
             entry = [c, bytearray(), False]
             with self._lock:
                 self.conns.append(entry)
-            threading.Thread(target=self._read, args=(entry,), daemon=True).start()
+            threading.Thread(target=self.handle, args=(entry,), daemon=True).start()
 
-    def _read(self, entry):
+    def handle(self, entry):
         c = entry[0]
         while True:
             try:

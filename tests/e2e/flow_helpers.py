@@ -11,7 +11,6 @@ Every wait has a deadline; the only timed pauses are inside polling loops
 and in SlowSink, whose slowness is the point.
 """
 
-import json
 import os
 import re
 import socket
@@ -21,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import CHAT, CHAT5, SERVER5, TIMEOUT
+from conftest import CHAT, CHAT5, SERVER5, TIMEOUT, FakePeer
 from relay_helpers import _lines, wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -226,66 +225,15 @@ def assert_lines(got, want, who):
 # ---------------------------------------------------------------------------
 
 
-class Listener:
-    """A listening socket on 127.0.0.1 whose accepted connections are
-    handled by handle(entry) on a thread each.  entry = [sock, bytearray,
-    eof]."""
+class Listener(FakePeer):
+    """A FakePeer whose connections are not read unless a subclass's
+    handle(entry) reads them."""
 
     def __init__(self, rcvbuf=None, backlog=128, host="127.0.0.1"):
-        self.host = host
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind((host, 0))
-        self.sock.listen(backlog)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self.lock = threading.Lock()
-        self._stop = False
-        self._t = threading.Thread(target=self._accept, daemon=True)
-        self._t.start()
-
-    def _accept(self):
-        self.sock.settimeout(0.05)
-        while not self._stop:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            entry = [c, bytearray(), False]
-            with self.lock:
-                self.conns.append(entry)
-            threading.Thread(target=self.handle, args=(entry,), daemon=True).start()
+        super().__init__(host=host, rcvbuf=rcvbuf, backlog=backlog)
 
     def handle(self, entry):
         pass
-
-    def accepted(self):
-        with self.lock:
-            return len(self.conns)
-
-    def data(self):
-        with self.lock:
-            return b"".join(bytes(e[1]) for e in self.conns)
-
-    def objects(self):
-        return [json.loads(l) for l in self.data().split(b"\n") if l.strip()]
-
-    def close_listener(self):
-        self._stop = True
-        self.sock.close()
-
-    def close(self):
-        self.close_listener()
-        with self.lock:
-            for e in self.conns:
-                try:
-                    e[0].close()
-                except OSError:
-                    pass
 
 
 class StallSink(Listener):
@@ -312,7 +260,7 @@ class ReadSink(Listener):
                 b = c.recv(16384 if self.rate else 65536)
             except OSError:
                 b = b""
-            with self.lock:
+            with self._lock:
                 if not b:
                     entry[2] = True
                     return
@@ -326,7 +274,7 @@ class ReadSink(Listener):
                     time.sleep(min(ahead, 0.05))
 
     def count(self):
-        with self.lock:
+        with self._lock:
             return self.nl
 
     def wait_count(self, n, timeout=None):

@@ -177,7 +177,7 @@ class ChunkPeer(FakePeer):
         self.chunks = []
         super().__init__(**kw)
 
-    def _read(self, entry):
+    def handle(self, entry):
         c = entry[0]
         while True:
             try:
@@ -197,16 +197,7 @@ class PortFakePeer(FakePeer):
     """A FakePeer listening on a given port (a peer that shows up late)."""
 
     def __init__(self, port, host="127.0.0.1", family=socket.AF_INET):
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns = []
-        self._lock = threading.Lock()
-        self._stop = False
-        self._t = threading.Thread(target=self._accept, daemon=True)
-        self._t.start()
+        super().__init__(host=host, family=family, port=port)
 
     def conn_data(self, i):
         with self._lock:

@@ -233,7 +233,7 @@ def test_subscriber_that_never_reads_beside_two_readers(procs, closing, tmp_path
     ctl = closing(connect(srv.port))
     ctl.sendall(wire(ctl_obj(loop(stall.port))))
     wait_line(srv, r"(?<!un)subscribed 127\.0\.0\.1:%d\b" % stall.port)
-    wait_until(lambda: stall.accepted() == 1, what="the server connecting to the non-reader")
+    wait_until(lambda: stall.connections() == 1, what="the server connecting to the non-reader")
 
     t0 = time.monotonic()
     with open(write_file(tmp_path, "in.txt", lines), "rb") as f:
@@ -538,7 +538,7 @@ def test_connected_peer_that_stalls_counts_as_down_others_go_on(procs, closing, 
                             % stall.port)
     figures("flow-stalled-peer-%s" % volume, lines=n, stall_timeout_s=2,
             live_peer_complete_after_s="%.2f" % took, exit_status=rc,
-            stalled_peer_connections=stall.accepted(), stall_lines=len(lines_matching(sender, stall_rx)),
+            stalled_peer_connections=stall.connections(), stall_lines=len(lines_matching(sender, stall_rx)),
             reported_for_stalled=undelivered)
     # It counted as down: its connection was closed for the stall.
     assert stalled, ("the peer that accepted nothing for %.1f s was never treated as stalled "
@@ -573,11 +573,11 @@ def test_stalled_peer_does_not_hold_the_others_again_on_every_retry(procs, closi
     stall_rx = r"lost connection to peer 127\.0\.0\.1:%d: it accepted nothing" % stall.port
     figures("flow-stalled-peer-retried", lines=n, input_mb_per_s=rate >> 20, seconds="%.2f" % took,
             pauses_at_live_peer=watch.pauses, stall_lines=len(lines_matching(sender, stall_rx)),
-            stalled_peer_connections=stall.accepted(), exit_status=rc)
+            stalled_peer_connections=stall.connections(), exit_status=rc)
     assert rc == 1
     assert len(watch.pauses) <= 1, (
         "the live peer was held %d times (after line, seconds): %r; the stalled peer was connected "
-        "%d times and stalled %d times" % (len(watch.pauses), watch.pauses, stall.accepted(),
+        "%d times and stalled %d times" % (len(watch.pauses), watch.pauses, stall.connections(),
                                            len(lines_matching(sender, stall_rx))))
 
 
@@ -601,7 +601,7 @@ class ResetOnce(Listener):
             if not b:
                 entry[2] = True
                 return
-            with self.lock:
+            with self._lock:
                 entry[1].extend(b)
             got += len(b)
             if first and got >= self.after:
@@ -612,7 +612,7 @@ class ResetOnce(Listener):
 
     def seqs(self):
         out = set()
-        with self.lock:
+        with self._lock:
             chunks = [bytes(e[1]) for e in self.conns]
         for data in chunks:
             for l in data.split(b"\n"):

@@ -15,7 +15,6 @@ handled, then watches for a short bounded window.
 
 import json
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -39,7 +38,7 @@ def subscribe_sink(srv, sink, closing, conn=None):
     c = conn or closing(connect(srv.port))
     c.sendall(wire(ctl_obj(loop(sink.port))))
     wait_line(srv, r"(?<!un)subscribed 127\.0\.0\.1:%d\b" % sink.port)
-    wait_until(lambda: sink.accepted() >= 1, what="the server connecting back to %d" % sink.port)
+    wait_until(lambda: sink.connections() >= 1, what="the server connecting back to %d" % sink.port)
     return c
 
 
@@ -114,7 +113,7 @@ def subscribe_at(srv, ip, sink, closing):
     c = closing(socket.create_connection((ip, srv.port), timeout=TIMEOUT))
     c.sendall(wire(ctl_obj(hostport(ip, sink.port))))
     wait_line(srv, r"(?<!un)subscribed %s" % re.escape(hostport(ip, sink.port)))
-    wait_until(lambda: sink.accepted() >= 1, what="the server connecting back to %d" % sink.port)
+    wait_until(lambda: sink.connections() >= 1, what="the server connecting back to %d" % sink.port)
     return c
 
 
@@ -321,14 +320,14 @@ def test_one_connection_holds_at_most_4_subscriptions(procs, closing):
     sinks = [closing(ReadSink()) for _ in range(10)]
     c = closing(connect(srv.port))
     c.sendall(b"".join(wire(ctl_obj(loop(s.port))) for s in sinks))
-    wait_until(lambda: sum(1 for s in sinks if s.accepted()) >= 4, what="4 connect-backs")
+    wait_until(lambda: sum(1 for s in sinks if s.connections()) >= 4, what="4 connect-backs")
     wait_line(srv, r"too many subscriptions on one connection")
     m = closing(connect(srv.port))
     m.sendall(wire(chat_obj(0, "m", "who gets this")))
-    got = [s for s in sinks if s.accepted()]
+    got = [s for s in sinks if s.connections()]
     for s in got:
         s.wait_count(1)
-    assert len(got) == 4 and quiet_window(lambda: sum(1 for s in sinks if s.accepted()) == 4)
+    assert len(got) == 4 and quiet_window(lambda: sum(1 for s in sinks if s.connections()) == 4)
 
 
 def state_entries(path):
@@ -414,7 +413,7 @@ def test_subscribe_unsubscribe_churn_keeps_threads_and_rss_bounded(procs, closin
     new_lines = _lines(srv)[lines_before:]
     print_monitor("hostile-churn-12000", mon, handled_in_s="%.2f" % handled, back_in_s="%.2f" % settle,
                   threads_before=base, threads_after=after, rss_before_kb=base_rss, rss_after_kb=rss_after,
-                  connect_backs=sink.accepted(), server_lines=len(new_lines))
+                  connect_backs=sink.connections(), server_lines=len(new_lines))
     assert mon.max_threads("during") <= base + 16 + 16 + 4, mon.summary()
     if memory_bounds_apply():
         assert rss_after <= base_rss + 8 * 1024
