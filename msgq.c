@@ -116,15 +116,24 @@ static void wake_consumer_locked(struct msgq *q)
 	signal_consumer(q);
 }
 
-/* Somebody waiting for room may go on now. */
-static void room_made(struct msgq *q)
+/* Somebody waiting for room may go on now.  Returns whether the
+ * poll-loop producer must be poked: done by the caller once it has
+ * unlocked (room_poke), as for the consumer's wake. */
+static bool room_made(struct msgq *q)
 {
 	if (q->producers_waiting)
 		cond_broadcast(&q->room);
 	if (q->room_wanted && q->room_wake) {
 		q->room_wanted = false;
-		wake_poke(q->room_wake);
+		return true;
 	}
+	return false;
+}
+
+static void room_poke(struct msgq *q, bool poke)
+{
+	if (poke)
+		wake_poke(q->room_wake);
 }
 
 /* Appends m (which fits, or the mode drops); returns how many were
@@ -154,11 +163,14 @@ static size_t append(struct msgq *q, struct msg *m, bool *wake_owed, bool *wake_
 
 void msgq_set_mode(struct msgq *q, enum msgq_mode mode)
 {
+	bool poke = false;
+
 	lock(&q->lock);
 	q->mode = mode;
 	if (mode == MSGQ_DROP_OLDEST)
-		room_made(q);
+		poke = room_made(q);
 	unlock(&q->lock);
+	room_poke(q, poke);
 }
 
 int msgq_offer(struct msgq *q, struct msg *m, size_t *dropped, bool *wake_owed)
@@ -232,6 +244,7 @@ size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
 		const struct timespec *deadline)
 {
 	size_t n = 0;
+	bool poke;
 
 	lock(&q->lock);
 	while (wait && q->count == 0 && !q->closed && !q->kicked) {
@@ -247,9 +260,9 @@ size_t msgq_pop(struct msgq *q, struct msg **out, size_t max, bool wait,
 	/* Nothing left: the next push must wake us (a wake owed by a
 	 * deferred push is still delivered, and then harmless). */
 	q->consumer_idle = q->count == 0;
-	if (n > 0)
-		room_made(q);
+	poke = n > 0 && room_made(q);
 	unlock(&q->lock);
+	room_poke(q, poke);
 	return n;
 }
 
@@ -281,6 +294,7 @@ size_t msgq_clear(struct msgq *q)
 {
 	struct msg **all;
 	size_t n, i;
+	bool poke;
 
 	/* Freed outside the lock: a last unref may wake a pool's waiters. */
 	lock(&q->lock);
@@ -289,14 +303,16 @@ size_t msgq_clear(struct msgq *q)
 	if (!all) {
 		while (q->count > 0)
 			msg_unref(take_head(q));
-		room_made(q);
+		poke = room_made(q);
 		unlock(&q->lock);
+		room_poke(q, poke);
 		return n;
 	}
 	for (i = 0; i < n; i++)
 		all[i] = take_head(q);
-	room_made(q);
+	poke = room_made(q);
 	unlock(&q->lock);
+	room_poke(q, poke);
 	for (i = 0; i < n; i++)
 		msg_unref(all[i]);
 	free(all);
